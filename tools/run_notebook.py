@@ -1,0 +1,48 @@
+"""Execute chapter notebooks in place, as the book build and nbval do.
+
+Usage: .venv/bin/python tools/run_notebook.py book/slim.ipynb [more.ipynb ...]
+
+Each notebook runs top to bottom in a fresh kernel with its own folder as the
+working directory, and is saved with its outputs (the outputs nbval compares).
+A MyST Markdown source (``.md`` with a jupytext header) may be given instead:
+it is converted to ``.ipynb`` beside it and the ``.md`` is removed, since a
+``.md`` and an ``.ipynb`` of the same name break the book build.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def run(path: Path) -> Path:
+    if path.suffix == ".md":
+        import jupytext
+
+        nb = jupytext.read(path)
+        target = path.with_suffix(".ipynb")
+    else:
+        nb = nbformat.read(path, as_version=4)
+        target = path
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata.pop("jupytext", None)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client.execute()
+    for cell in nb.cells:  # keep diffs small and stable
+        cell.get("metadata", {}).pop("execution", None)
+    nbformat.write(nb, target)
+    if target != path:
+        path.unlink()
+    return target
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        print("executed", run(Path(arg)))
