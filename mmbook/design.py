@@ -331,7 +331,6 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values "
                       f"removed (of {len(frame)})", UserWarning, stacklevel=3)
         frame = frame.loc[complete]
-    frame = frame.reset_index(drop=True) if n_dropped else frame
 
     # response
     if f.response in frame.columns:

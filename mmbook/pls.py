@@ -1,0 +1,309 @@
+"""Penalized least squares and the profiled REML/ML criterion of a linear mixed model.
+
+For the model :math:`y = X\\beta + Z\\Lambda_\\theta u + e`, with
+:math:`u \\sim N(0, \\sigma^2 I)` and :math:`e \\sim N(0, \\sigma^2 I)`, the
+conditional modes of ``u`` and the estimates of ``beta`` for given ``theta``
+solve the penalized least squares problem (Bates et al. 2015, eq. 14)
+
+.. math::  r^2(\\theta) = \\min_{u, \\beta} \\|y - X\\beta - Z\\Lambda_\\theta u\\|^2 + \\|u\\|^2 .
+
+All of it comes from one Cholesky factorisation of the symmetric matrix
+
+.. math::
+
+    M(\\theta) = \\begin{pmatrix}
+        \\Lambda'Z'Z\\Lambda + I & \\Lambda'Z'X & \\Lambda'Z'y \\\\
+        X'Z\\Lambda & X'X & X'y \\\\
+        y'Z\\Lambda & y'X & y'y \\end{pmatrix} = L L',
+
+whose diagonal blocks give :math:`L_\\theta` (``Lambda'Z'Z Lambda + I = L_theta L_theta'``),
+:math:`R_X` and, in the last cell, :math:`\\sqrt{r^2}` - the penalized
+residual sum of squares ``pwrss``. The profiled criteria are then
+
+.. math::
+
+    -2\\ell(\\theta) = \\log|L_\\theta|^2 + n\\left(1 + \\log\\frac{2\\pi r^2}{n}\\right),
+    \\qquad
+    -2\\ell_R(\\theta) = \\log|L_\\theta|^2 + \\log|R_X|^2
+        + (n-p)\\left(1 + \\log\\frac{2\\pi r^2}{n-p}\\right).
+
+The cross-products in ``M`` are formed once; an evaluation for a new
+``theta`` costs nothing in ``n``. The first (largest) random-effects term
+gives a block-diagonal leading block with one ``q x q`` block per level,
+factorised with batched arithmetic; the remaining terms and ``[X y]`` form
+one dense Schur complement (MixedModels.jl's blocked layout, with all later
+blocks merged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .design import ModelFrame, RandomTerm
+from .linalg import chol_batched, inv_lower_batched, solve_lower_batched, solve_upper_batched
+
+__all__ = ["PLS", "PLSSolution"]
+
+_LOG2PI = np.log(2.0 * np.pi)
+
+
+@dataclass
+class PLSSolution:
+    """Everything the penalized least squares problem gives at one ``theta``.
+
+    Attributes
+    ----------
+    theta : ndarray
+    beta : ndarray, shape (p,)
+    u : list of ndarray
+        Spherical random effects per term, each of shape (nlevels, q).
+    gamma : list of ndarray
+        Random effects on the data scale (lme4's ``b``), ``gamma = Lambda u``,
+        per term, each (nlevels, q).
+    pwrss : float
+        Penalized residual sum of squares ``r^2``.
+    logdet_L : float
+        ``log |L_theta|^2``.
+    logdet_RX : float
+        ``log |R_X|^2``.
+    RX : ndarray, shape (p, p)
+        Lower triangular with ``RX RX' = X'X - X'Z Lambda (L_theta L_theta')^{-1} Lambda' Z'X``,
+        so that ``vcov(beta) = sigma^2 (RX RX')^{-1}``.
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: list
+    gamma: list
+    pwrss: float
+    logdet_L: float
+    logdet_RX: float
+    RX: np.ndarray
+
+
+class PLS:
+    """The profiled criterion of a linear mixed model as a function of ``theta``.
+
+    Parameters
+    ----------
+    mf : ModelFrame
+        ``y``, ``X`` and at least one random-effects term.
+    REML : bool
+        Criterion: REML (True) or ML deviance (False).
+    """
+
+    def __init__(self, mf: ModelFrame, REML: bool = True):
+        if not mf.terms:
+            raise ValueError("a linear mixed model needs at least one random-effects term, like (1 | g)")
+        self.REML = bool(REML)
+        self.terms: list[RandomTerm] = mf.terms
+        self.n, self.p = mf.n, mf.p
+        if self.REML and self.n <= self.p:
+            raise ValueError(f"REML needs more observations (n={self.n}) than fixed effects (p={self.p})")
+        XY = np.column_stack([mf.X, mf.y])
+        self._XY = XY
+        self.Axyxy = XY.T @ XY
+
+        # theta layout: term k owns theta[off[k]:off[k+1]]
+        sizes = [t.ntheta for t in self.terms]
+        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.lower = np.concatenate([t.theta_lower() for t in self.terms])
+        self.theta0 = np.concatenate([t.theta_start() for t in self.terms])
+
+        # first term: block diagonal, by bincount (one pass per pair of columns)
+        t1 = self.terms[0]
+        self.m1, self.q1 = t1.nlevels, t1.q
+        m1, q1 = self.m1, self.q1
+        A11 = np.empty((m1, q1, q1))
+        for a in range(q1):
+            for b in range(a + 1):
+                A11[:, a, b] = A11[:, b, a] = np.bincount(t1.refs, t1.z[:, a] * t1.z[:, b], minlength=m1)
+        self.A11 = A11
+        A1xy = np.empty((m1, q1, self.p + 1))
+        for a in range(q1):
+            ZX = t1.z[:, a:a + 1] * XY
+            for c in range(self.p + 1):
+                A1xy[:, a, c] = np.bincount(t1.refs, ZX[:, c], minlength=m1)
+        self.A1xy = A1xy
+
+        # remaining terms: sparse cross-products with everything else
+        self.rest = self.terms[1:]
+        self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
+        if self.rest:
+            Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
+            Z1 = t1.Z().tocsc()
+            Ar1 = (Zr.T @ Z1).tocsr()
+            self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
+            self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
+            self.Arr = (Zr.T @ Zr).toarray()
+            self.Arxy = np.asarray(Zr.T @ XY)
+            self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
+            self._rest_scalar = all(t.q == 1 for t in self.rest)
+
+    # ------------------------------------------------------------------ Lambda
+    def T(self, k: int, theta: np.ndarray) -> np.ndarray:
+        """Relative covariance factor of term ``k`` at ``theta``."""
+        o = self.theta_offsets
+        return self.terms[k].T(theta[o[k]:o[k + 1]])
+
+    @staticmethod
+    def _lambda_pattern(terms, theta_start):
+        rows, cols, idx = [], [], []
+        off_col, off_theta = 0, theta_start
+        for t in terms:
+            r, c = np.tril_indices(t.q)
+            # theta index of each (r, c) in column-major lower-triangle order
+            order = {(int(rr), int(cc)): i for i, (cc, rr) in enumerate(zip(*np.triu_indices(t.q)))}
+            tidx = np.array([order[(int(rr), int(cc))] for rr, cc in zip(r, c)]) + off_theta
+            lev = np.arange(t.nlevels)[:, None] * t.q + off_col
+            rows.append((lev + r[None, :]).ravel())
+            cols.append((lev + c[None, :]).ravel())
+            idx.append(np.broadcast_to(tidx, (t.nlevels, len(tidx))).ravel())
+            off_col += t.nlevels * t.q
+            off_theta += t.ntheta
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx), off_col
+
+    def Lambda_rest(self, theta: np.ndarray):
+        """``Lambda`` of the terms after the first: sparse, or a vector when all are scalar."""
+        rows, cols, idx, Q = self._lam_pattern
+        if self._rest_scalar:
+            return theta[idx]
+        return sp.csr_matrix((theta[idx], (rows, cols)), shape=(Q, Q))
+
+    # -------------------------------------------------------------- factorise
+    def factor(self, theta: np.ndarray):
+        """Blocked Cholesky factor of ``M(theta)``.
+
+        Returns ``(L11, K, W1, Lr1, Ld)``: the batched factor of the first
+        term's block, ``K[l] = T1 L11[l]^{-T}``, ``W1[l] = L11[l]^{-1} T1' Z1_l'[X y]``,
+        the rows of the remaining terms in the first term's columns (``None``
+        without other terms) and the dense factor of the Schur complement
+        (remaining terms, then ``X``, then ``y``).
+        """
+        theta = np.asarray(theta, dtype=float)
+        T1 = self.T(0, theta)
+        M11 = np.matmul(np.matmul(T1.T, self.A11), T1)
+        M11 += np.eye(self.q1)
+        L11 = chol_batched(M11)
+        W1 = solve_lower_batched(L11, np.matmul(T1.T, self.A1xy))
+        S_xy = self.Axyxy - np.einsum("mqi,mqj->ij", W1, W1)
+        Lr1 = None
+        if self.Qr:
+            K = T1 @ np.swapaxes(inv_lower_batched(L11), 1, 2)  # T1 L11^{-T}, (m1, q1, q1)
+            lam = self.Lambda_rest(theta)
+            if self._rest_scalar:
+                if self._rest_dense:
+                    B = lam[:, None] * self.Ar1
+                else:
+                    B = sp.diags(lam) @ self.Ar1
+                LamArr = lam[:, None] * self.Arr * lam[None, :]
+                LamArxy = lam[:, None] * self.Arxy
+            else:
+                B = lam.T @ self.Ar1
+                LamArr = np.asarray(lam.T @ (lam.T @ self.Arr.T).T)
+                LamArxy = np.asarray(lam.T @ self.Arxy)
+            if self.q1 == 1:
+                k = K[:, 0, 0]
+                Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
+            else:
+                Kbd = sp.block_diag(list(K), format="csr")
+                Lr1 = B @ Kbd if sp.issparse(B) else np.asarray(sp.csr_matrix(B) @ Kbd) if False else B @ Kbd.toarray()
+            if sp.issparse(Lr1):
+                LLt = (Lr1 @ Lr1.T).toarray()
+                LW = np.asarray(Lr1 @ W1.reshape(-1, self.p + 1))
+            else:
+                LLt = Lr1 @ Lr1.T
+                LW = Lr1 @ W1.reshape(-1, self.p + 1)
+            S_rr = LamArr - LLt
+            S_rr[np.diag_indices_from(S_rr)] += 1.0
+            S_rxy = LamArxy - LW
+            S = np.block([[S_rr, S_rxy], [S_rxy.T, S_xy]])
+        else:
+            S = S_xy
+        Ld = sla.cholesky(S, lower=True, check_finite=False)
+        return L11, W1, Lr1, Ld
+
+    def objective(self, theta: np.ndarray) -> float:
+        """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
+        try:
+            L11, W1, Lr1, Ld = self.factor(theta)
+        except (np.linalg.LinAlgError, sla.LinAlgError):
+            return np.inf
+        return self._criterion(L11, Ld)
+
+    def _criterion(self, L11, Ld) -> float:
+        n, p, Qr = self.n, self.p, self.Qr
+        d = np.diagonal(Ld)
+        if d[-1] <= 0 or not np.all(np.isfinite(d)):
+            return np.inf
+        logdet_L = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2.0 * np.log(d[:Qr]).sum()
+        pwrss = d[-1] ** 2
+        if self.REML:
+            nmp = n - p
+            return float(logdet_L + 2.0 * np.log(d[Qr:Qr + p]).sum() + nmp * (1.0 + _LOG2PI + np.log(pwrss / nmp)))
+        return float(logdet_L + n * (1.0 + _LOG2PI + np.log(pwrss / n)))
+
+    # --------------------------------------------------------------- solution
+    def solve(self, theta: np.ndarray) -> PLSSolution:
+        """``beta``, the random effects and the pieces of the criterion at ``theta``."""
+        theta = np.asarray(theta, dtype=float)
+        L11, W1, Lr1, Ld = self.factor(theta)
+        p, Qr = self.p, self.Qr
+        d = np.diagonal(Ld)
+        RX = Ld[Qr:Qr + p, Qr:Qr + p]
+        lxy = Ld[Qr + p, Qr:Qr + p]
+        beta = sla.solve_triangular(RX, lxy, trans="T", lower=True, check_finite=False) if p else np.zeros(0)
+        # right-hand side for u: y-row minus X-rows times beta, in the Z columns
+        r1 = W1[:, :, p] - W1[:, :, :p] @ beta
+        if Qr:
+            r2 = Ld[Qr + p, :Qr] - beta @ Ld[Qr:Qr + p, :Qr]
+            u2 = sla.solve_triangular(Ld[:Qr, :Qr], r2, trans="T", lower=True, check_finite=False)
+            r1 = r1 - np.asarray(Lr1.T @ u2).reshape(self.m1, self.q1)
+        u1 = solve_upper_batched(L11, r1[:, :, None])[:, :, 0]
+        u = [u1]
+        if Qr:
+            off = 0
+            for t in self.rest:
+                u.append(u2[off:off + t.nlevels * t.q].reshape(t.nlevels, t.q))
+                off += t.nlevels * t.q
+        gamma = [uk @ self.T(k, theta).T for k, uk in enumerate(u)]
+        logdet_L = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2.0 * np.log(d[:Qr]).sum()
+        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=float(d[-1] ** 2),
+                           logdet_L=float(logdet_L), logdet_RX=float(2.0 * np.log(d[Qr:Qr + p]).sum()),
+                           RX=RX.copy())
+
+    def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Conditional covariances of the random effects divided by ``sigma^2``.
+
+        For term ``k``, level ``l``: the ``q x q`` block of
+        ``Lambda (L_theta L_theta')^{-1} Lambda'`` (lme4's ``condVar`` before
+        scaling by ``sigma^2``). Returns one (nlevels, q, q) array per term.
+        """
+        theta = np.asarray(theta, dtype=float)
+        L11, W1, Lr1, Ld = self.factor(theta)
+        T1 = self.T(0, theta)
+        L11inv = inv_lower_batched(L11)
+        V1 = np.matmul(np.swapaxes(L11inv, 1, 2), L11inv)  # (L11 L11')^{-1} per level
+        out = []
+        if self.Qr:
+            L22inv = sla.solve_triangular(Ld[:self.Qr, :self.Qr], np.eye(self.Qr), lower=True)
+            Lr1d = Lr1.toarray() if sp.issparse(Lr1) else Lr1
+            # X21 = -L22^{-1} L21 L11^{-1}
+            L21L11inv = (Lr1d.reshape(self.Qr, self.m1, self.q1)[:, :, :, None] *
+                         L11inv[None, :, :, :]).sum(axis=2).reshape(self.Qr, self.m1, self.q1)
+            X21 = -(L22inv @ L21L11inv.reshape(self.Qr, -1)).reshape(self.Qr, self.m1, self.q1)
+            V1 = V1 + np.einsum("rma,rmb->mab", X21, X21)
+            V22 = L22inv.T @ L22inv
+        out.append(np.matmul(np.matmul(T1, V1), T1.T))
+        off = 0
+        for k, t in enumerate(self.rest, start=1):
+            Tk = self.T(k, theta)
+            idx = off + np.arange(t.nlevels)[:, None] * t.q + np.arange(t.q)[None, :]
+            Vk = V22[idx[:, :, None], idx[:, None, :]]
+            out.append(np.matmul(np.matmul(Tk, Vk), Tk.T))
+            off += t.nlevels * t.q
+        return out
