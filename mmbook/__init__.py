@@ -22,6 +22,7 @@ _EXPORTS = {
     "LmerControl": "mmbook.lmm",
     "anova": "mmbook.inference",
     "crosscheck": "mmbook.crosscheck",
+    "RRandom": "mmbook.rng",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
