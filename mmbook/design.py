@@ -103,12 +103,12 @@ def _factor(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
 
     A single column: a pandas Categorical keeps its category order; numbers
     are sorted numerically, strings alphabetically, as R's ``factor()``
-    does. An interaction ``a:b`` has levels ordered with the first factor
-    varying fastest (R's ``interaction()``). Unused levels are dropped, as
-    lme4 does.
+    does. An interaction ``a:b`` has levels ``"a1:b1", "a1:b2", ...`` with
+    the first factor varying slowest (R's ``a:b`` for factors). Unused
+    levels are dropped, as lme4 does.
     """
     codes_list, labels_list = [], []
-    for v in group.split(":"):
+    for v in [g.strip("() ") for g in group.split(":")]:
         col = frame[v]
         if isinstance(col.dtype, pd.CategoricalDtype):
             cats = list(col.cat.categories)
@@ -116,34 +116,29 @@ def _factor(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
         else:
             codes, cats = pd.factorize(col, sort=True)
             cats = list(cats)
-        labels = [_label(c) for c in cats]
-        codes_list.append(codes)
-        labels_list.append(labels)
+        codes_list.append(np.asarray(codes, dtype=np.int64))
+        labels_list.append([_label(c) for c in cats])
     if len(codes_list) == 1:
         codes, labels = codes_list[0], labels_list[0]
-    else:
-        # first factor varies fastest: key = c1 + n1 * (c2 + n2 * c3 ...)
-        key = np.zeros(len(frame), dtype=np.int64)
-        mult = 1
-        for c, lab in zip(codes_list, labels_list):
-            key += c * mult
-            mult *= len(lab)
-        used = np.unique(key)
-        label_of = []
-        for k in used:
-            parts, rem = [], int(k)
-            for lab in labels_list:
-                parts.append(lab[rem % len(lab)])
-                rem //= len(lab)
-            label_of.append(":".join(parts))
-        return np.searchsorted(used, key), label_of
-    used = np.unique(codes)
-    if len(used) < len(labels):  # drop unused levels
-        remap = np.full(len(labels), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        codes = remap[codes]
-        labels = [labels[i] for i in used]
-    return np.asarray(codes, dtype=np.int64), labels
+        used = np.unique(codes)
+        if len(used) < len(labels):  # drop unused levels
+            remap = np.full(len(labels), -1, dtype=np.int64)
+            remap[used] = np.arange(len(used))
+            codes = remap[codes]
+            labels = [labels[i] for i in used]
+        return codes, labels
+    key = np.zeros(len(frame), dtype=np.int64)
+    for c, lab in zip(codes_list, labels_list):  # last factor varies fastest
+        key = key * len(lab) + c
+    used, codes = np.unique(key, return_inverse=True)
+    digits = []
+    rem = used.copy()
+    for lab in reversed(labels_list):
+        digits.append(rem % len(lab))
+        rem //= len(lab)
+    digits.reverse()
+    labels = [":".join(labels_list[j][d[i]] for j, d in enumerate(digits)) for i in range(len(used))]
+    return codes.astype(np.int64), labels
 
 
 def _label(v) -> str:

@@ -43,7 +43,8 @@ class BarTerm:
 
     @property
     def group_vars(self) -> list[str]:
-        return [g.strip() for g in self.group.split(":")]
+        """Variables of the grouping factor, slowest-varying first (``"c:(b:a)"`` -> c, b, a)."""
+        return [g.strip("() ") for g in self.group.split(":")]
 
 
 @dataclass(frozen=True)
@@ -129,20 +130,26 @@ _NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
 
 
 def _expand_group(group: str, term: str) -> list[str]:
-    """``a/b/c`` -> ``[a, a:b, a:b:c]``; ``a:b`` and ``a`` stay as they are."""
+    """Grouping factors of a term, named as lme4 names them.
+
+    ``a`` -> ``[a]``; ``a:b`` -> ``[a:b]``; nesting ``a/b`` -> ``[b:a, a]`` and
+    ``a/b/c`` -> ``[c:(b:a), b:a, a]`` (lme4's ``expandSlash``: the innermost
+    factor first, written before the factors it is nested in).
+    """
     group = re.sub(r"\s+", "", group)
     if not group:
         raise ValueError(f"malformed random-effects term ({term}): no grouping factor after '|'")
     parts = group.split("/")
-    out = []
-    for k in range(1, len(parts) + 1):
-        out.append(":".join(parts[:k]))
-    for g in out:
-        for v in g.split(":"):
+    for part in parts:
+        for v in part.split(":"):
             if not re.fullmatch(_NAME, v):
                 raise ValueError(
                     f"malformed random-effects term ({term}): grouping factor {v!r} "
                     "must be a column name (use a:b for an interaction, a/b for nesting)")
+    out = [parts[0]]
+    for part in parts[1:]:
+        prev = out[0]
+        out.insert(0, f"{part}:({prev})" if ":" in prev else f"{part}:{prev}")
     return out
 
 
@@ -195,7 +202,8 @@ def _deparse(s: str) -> str:
     """Normalise spacing the way R's deparse prints a formula."""
     s = re.sub(r"\s+", " ", s.strip())
     s = s.replace("**", "^")
-    s = re.sub(r"\s*([+~|])\s*", r" \1 ", s)
+    s = re.sub(r"\s*([+~|*])\s*", r" \1 ", s)
+    s = s.replace(" *  * ", "^").replace(" * * ", "^")
     s = re.sub(r"\s*\|\s*\|\s*", " || ", s)
     s = re.sub(r" +", " ", s)
     return s.strip()
@@ -263,9 +271,18 @@ def parse_formula(formula: str) -> MixedFormula:
     if all(p.startswith("-") for p in fixed_parts) and fixed_parts:
         fixed = "1 " + " ".join(fixed_parts)
     shown = _deparse(lhs) + " ~ " + " + ".join(
-        [_deparse(p) for p in fixed_parts] + [f"({_deparse(t)})" for t in _raw_bars(rhs)])
+        [_deparse(p) for p in fixed_parts] + [_show_bar(t) for t in _raw_bars(rhs)])
     shown = shown.replace("+ -", "-")
     return MixedFormula(text=shown, response=lhs, fixed=fixed, random=tuple(random))
+
+
+def _show_bar(inner: str) -> str:
+    """A bar term as lme4 prints it; ``(x || g)`` is shown expanded."""
+    i, width = _find_bar(inner)
+    if width == 1:
+        return f"({_deparse(inner)})"
+    parts = _bar_terms(inner, inner)
+    return "(" + " + ".join(f"({p.text})" for p in parts) + ")"
 
 
 def _raw_bars(rhs: str) -> list[str]:
