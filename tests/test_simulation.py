@@ -26,7 +26,7 @@ def reference(name):
     for folder in (HERE / "data", HERE.parents[1] / "shared" / "reference"):
         if (folder / name).exists():
             return folder / name
-    pytest.skip(f"reference file {name} not found in tests/data or ../shared/reference")
+    pytest.fail(f"reference file {name} not found in tests/data or ../shared/reference")
 
 
 @pytest.fixture(scope="module")
