@@ -65,12 +65,12 @@ def r_format(values, digits: int = 7, nsmall: int = 0, width: int = 0) -> list[s
 
 
 def zapsmall(x, digits: int) -> np.ndarray:
-    """R's ``zapsmall``: round to ``digits`` significant digits of the largest element."""
+    """R 4.2's ``zapsmall``: ``round(x, max(0, digits - log10(max|x|)))``, places rounded to nearest."""
     x = np.asarray(x, dtype=float)
     finite = x[np.isfinite(x)]
     mx = np.max(np.abs(finite)) if finite.size else 0.0
     if mx > 0:
-        return np.round(x, max(0, digits - int(math.ceil(math.log10(mx)))))
+        return np.round(x, int(math.floor(max(0.0, digits - math.log10(mx)) + 0.5)))  # R 4.2
     return np.round(x, digits)
 
 
