@@ -42,11 +42,15 @@ def r_column_name(name: str) -> str:
     return name
 
 
-def _model_matrix(rhs: str, frame: pd.DataFrame, what: str) -> tuple[np.ndarray, list[str]]:
+def _model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False):
+    """Model matrix of ``rhs`` (a formula string or a formulaic ModelSpec) with R's column names."""
     import formulaic
 
     try:
-        mm = formulaic.model_matrix(rhs, frame, na_action="raise")
+        if isinstance(rhs, str):
+            mm = formulaic.model_matrix(rhs, frame, na_action="raise")
+        else:
+            mm = rhs.get_model_matrix(frame, na_action="raise")
     except Exception as exc:  # formulaic's errors are long; say what failed
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"could not build the {what} from {rhs!r}: {msg}") from None
@@ -54,7 +58,10 @@ def _model_matrix(rhs: str, frame: pd.DataFrame, what: str) -> tuple[np.ndarray,
     X = np.asarray(mm, dtype=float)
     if X.ndim == 1:
         X = X[:, None]
-    return np.ascontiguousarray(X), names
+    X = np.ascontiguousarray(X)
+    if with_spec:
+        return X, names, mm.model_spec
+    return X, names
 
 
 def _variables(rhs: str) -> set[str]:
@@ -177,6 +184,7 @@ class RandomTerm:
     levels: list[str]
     z: np.ndarray
     cnames: list[str]
+    spec: object = None  # formulaic ModelSpec of the term's columns (for new data)
 
     @property
     def q(self) -> int:
@@ -253,6 +261,7 @@ class ModelFrame:
     terms: list[RandomTerm] = field(default_factory=list)
     n_dropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
+    x_spec: object = None  # formulaic ModelSpec of X (for new data)
 
     @property
     def n(self) -> int:
@@ -347,7 +356,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         if col.dtype == object and col.map(type).nunique() > 1:
             raise TypeError(f"column {v!r} mixes types ({', '.join(sorted(col.map(lambda x: type(x).__name__).unique()))})")
 
-    X, xnames = _model_matrix(f.fixed, frame, "fixed-effects model matrix")
+    X, xnames, x_spec = _model_matrix(f.fixed, frame, "fixed-effects model matrix", with_spec=True)
     if not np.all(np.isfinite(X)):
         raise ValueError("the fixed-effects model matrix has infinite values")
     dropped_cols: list[str] = []
@@ -360,7 +369,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                           f"({', '.join(dropped_cols)})", UserWarning, stacklevel=3)
 
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames,
-                    n_dropped=n_dropped, dropped_columns=dropped_cols)
+                    n_dropped=n_dropped, dropped_columns=dropped_cols, x_spec=x_spec)
     if random and f.random:
         mf.terms = random_terms(f.random, frame)
     return mf
@@ -379,10 +388,12 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame) -> list[RandomT
     terms = []
     for bar in bars:
         refs, levels = _factor(frame, bar.group)
-        z, cnames = _model_matrix(bar.expr, frame, f"random-effects model matrix of ({bar.text})")
+        z, cnames, spec = _model_matrix(bar.expr, frame, f"random-effects model matrix of ({bar.text})",
+                                        with_spec=True)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
-        terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames))
+        terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames,
+                                spec=spec))
     nl = np.array([t.nlevels for t in terms])
     if len(terms) > 1 and np.any(np.diff(nl) > 0):
         order = np.argsort(nl, kind="stable")[::-1]

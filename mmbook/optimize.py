@@ -36,8 +36,8 @@ class _Counted:
         return self.f(x)
 
 
-def _gradient(f, x, lower, h, f0=None):
-    """Central differences; one-sided at an active lower bound."""
+def _gradient(f, x, lower, h, f0=None, upper=None):
+    """Central differences; one-sided at an active bound."""
     g = np.empty_like(x)
     for i in range(len(x)):
         hi = h * max(1.0, abs(x[i]))
@@ -46,6 +46,9 @@ def _gradient(f, x, lower, h, f0=None):
         if x[i] - hi < lower[i]:
             f0 = f(x) if f0 is None else f0
             g[i] = (f(x + e) - f0) / hi
+        elif upper is not None and x[i] + hi > upper[i]:
+            f0 = f(x) if f0 is None else f0
+            g[i] = (f0 - f(x - e)) / hi
         else:
             g[i] = (f(x + e) - f(x - e)) / (2 * hi)
     return g
@@ -72,7 +75,7 @@ def _hessian(f, x, h, f0):
 
 
 def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=2000,
-                   polish=True, polish_max_params=10, boundary_tol=1e-4) -> OptimizeResult:
+                   polish=True, polish_max_params=10, boundary_tol=1e-4, upper=None) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``theta >= lower``.
 
     Parameters
@@ -88,13 +91,14 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
     """
     fc = _Counted(f)
     lower = np.asarray(lower, dtype=float)
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    upper_ = np.full_like(lower, np.inf) if upper is None else np.asarray(upper, dtype=float)
+    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper_)]
 
     def fun_and_grad(x):
         f0 = fc(x)
         if not np.isfinite(f0):
             return f0, np.zeros_like(x)
-        return f0, _gradient(fc, x, lower, grad_step, f0)
+        return f0, _gradient(fc, x, lower, grad_step, f0, upper_)
 
     res = minimize(fun_and_grad, np.asarray(theta0, dtype=float), jac=True, method="L-BFGS-B",
                    bounds=bounds, options=dict(ftol=ftol, gtol=gtol, maxiter=maxiter, maxcor=20))
@@ -115,7 +119,7 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
             z = x[idx].copy()
             for _ in range(4):
                 h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
-                if np.any(z - h < lower[idx]):
+                if np.any(z - h < lower[idx]) or np.any(z + h > upper_[idx]):
                     break
                 g, H = _hessian(fsub, z, h, fsub(z))
                 try:
@@ -124,7 +128,7 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
                     break
                 if not np.all(np.linalg.eigvalsh(H) > 0):
                     break
-                znew = np.maximum(z - step, lower[idx])
+                znew = np.minimum(np.maximum(z - step, lower[idx]), upper_[idx])
                 fnew = fsub(znew)
                 if not fnew <= fx:
                     break
