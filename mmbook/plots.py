@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["facet_lines"]
 
@@ -62,7 +63,7 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
                 ncols: int = 6, order: Sequence | None = None, points: bool = True,
                 styles: Mapping[str, dict] | None = None, xlabel: str | None = None,
                 ylabel: str | None = None, title: str | None = None,
-                panel_size: tuple[float, float] = (1.75, 1.55), legend: bool = True,
+                panel_size: tuple[float, float] = (1.3, 1.15), legend: bool = True,
                 point_style: dict | None = None) -> Figure:
     r"""Each cluster's data in its own small panel, with lines drawn over it.
 
@@ -109,7 +110,7 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
         Axis labels; default to ``x`` and ``y``.
     title : str, optional
         Figure title (it heads the legend when there is one).
-    panel_size : (float, float), default (1.75, 1.55)
+    panel_size : (float, float), default (1.3, 1.15)
         Width and height of one panel, in inches.
     legend : bool, default True
         Add a figure legend when there are lines.
@@ -157,14 +158,15 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
                          + (" among those in 'order'" if order is not None else ""))
     ncols = min(int(ncols), len(groups))
     nrows = math.ceil(len(groups) / ncols)
-    fig = Figure(figsize=(panel_size[0] * ncols + 0.6, panel_size[1] * nrows + 0.9), layout="constrained")
+    fig = Figure(figsize=(panel_size[0] * ncols + 0.5, panel_size[1] * nrows + 0.8),
+                 layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)).ravel()
 
     xv = data[x].to_numpy(dtype=float)
     yv = data[y].to_numpy(dtype=float)
     codes = data[group].to_numpy()
     xgrid = np.linspace(np.nanmin(xv), np.nanmax(xv), 2)
-    pstyle = {"s": 10, "color": "#3b6ea8", "alpha": 0.8, "lw": 0, **(point_style or {})}
+    pstyle = {"s": 9, "color": "#3b6ea8", "alpha": 0.8, "lw": 0, **(point_style or {})}
     handles = {}
 
     for ax, g in zip(axes, groups):
@@ -184,20 +186,22 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
                 xs, ys = xv[rows][idx], spec[rows][idx]
             (h,) = ax.plot(xs, ys, **style[name])
             handles[name] = h
-        ax.set_title(str(g), fontsize=8, pad=2,
+        ax.set_title(str(g), fontsize=8.5, pad=4,
                      bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
-        ax.tick_params(labelsize=7, length=2)
+        ax.tick_params(labelsize=8, length=2)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=3, steps=[1, 2, 2.5, 5, 10]))
     for ax in axes[len(groups):]:
         ax.set_visible(False)
     # tick labels on the outer panels only (the last filled panel of each column)
     for col in range(ncols):
         filled = [r for r in range(nrows) if r * ncols + col < len(groups)]
         axes[filled[-1] * ncols + col].xaxis.set_tick_params(labelbottom=True)
-    fig.supxlabel(xlabel if xlabel is not None else x, fontsize=9)
-    fig.supylabel(ylabel if ylabel is not None else y, fontsize=9)
+    fig.supxlabel(xlabel if xlabel is not None else x, fontsize=10)
+    fig.supylabel(ylabel if ylabel is not None else y, fontsize=10)
     if legend and handles:  # the title heads the legend: a suptitle would collide with it
         fig.legend(list(handles.values()), list(handles), loc="outside upper center",
-                   ncols=len(handles), fontsize=8, frameon=False, title=title,
+                   ncols=len(handles), fontsize=9, frameon=False, title=title,
                    title_fontproperties={"size": 10})
     elif title:
         fig.suptitle(title, fontsize=10)
