@@ -9,7 +9,6 @@ STAMP  := $(VENV)/.installed
 # threads slow the small dense factorisations down (see TOOLCHAIN.md).
 export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: install book test pytest nbval bench clean

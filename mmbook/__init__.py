@@ -27,6 +27,11 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
+# Functions that share their module's name are bound eagerly: importing the
+# submodule (``from mmbook.lm import LmFit``) would otherwise leave the package
+# attribute pointing at the module instead of the function.
+from .lm import lm  # noqa: E402
+
 
 def __getattr__(name):
     try:

@@ -29,8 +29,6 @@ from __future__ import annotations
 import inspect
 import math
 import re
-import sys
-import types
 from dataclasses import dataclass
 from html import escape
 
@@ -585,19 +583,3 @@ def _summary_html(fit: LmFit, digits: int = 4) -> str:
         + "".join(f"<p>{escape(t)}</p>" for t in tail)
         + "</div>"
     )
-
-
-# --------------------------------------------------------------------------
-# `mmbook.lm` is both this module and the function `lm`. Importing the module
-# (`from mmbook.lm import LmFit`) makes Python bind the module to the package
-# attribute `mmbook.lm`, hiding the function that `mmbook.__getattr__` would
-# otherwise return. Calling the module calls the function, so that
-# `mmbook.lm(formula, data)` works whatever was imported first.
-# --------------------------------------------------------------------------
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return lm(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
