@@ -133,7 +133,7 @@ def refit(fit, y, REML: bool | None = None):
     pls = PLS(mf, REML=fit.REML if REML is None else REML)
     c = fit.control
     opt = minimize_theta(pls.objective, fit.opt.theta, pls.lower, grad_step=c.grad_step, ftol=c.ftol,
-                         gtol=c.gtol, polish=c.polish)
+                         gtol=c.gtol, polish=c.polish, central=c.central)
     return LmerFit(mf=mf, pls=pls, opt=opt, control=c, data=fit.data)
 
 

@@ -44,7 +44,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .design import ModelFrame, RandomTerm
-from .linalg import chol_batched, inv_lower_batched, solve_lower_batched, solve_upper_batched
+from .linalg import (chol_blocks, congruence_blocks, inv_lower_blocks, solve_lower_blocks,
+                     solve_upper_blocks, trans_mult_blocks)
 
 __all__ = ["PLS", "PLSSolution"]
 
@@ -118,16 +119,16 @@ class PLS:
         t1 = self.terms[0]
         self.m1, self.q1 = t1.nlevels, t1.q
         m1, q1 = self.m1, self.q1
-        A11 = np.empty((m1, q1, q1))
+        # blocks are stored element-major, (q, q, m): see mmbook.linalg
+        A11 = np.empty((q1, q1, m1))
         for a in range(q1):
             for b in range(a + 1):
-                A11[:, a, b] = A11[:, b, a] = np.bincount(t1.refs, t1.z[:, a] * t1.z[:, b], minlength=m1)
+                A11[a, b] = A11[b, a] = np.bincount(t1.refs, t1.z[:, a] * t1.z[:, b], minlength=m1)
         self.A11 = A11
-        A1xy = np.empty((m1, q1, self.p + 1))
+        A1xy = np.empty((q1, self.p + 1, m1))
         for a in range(q1):
-            ZX = t1.z[:, a:a + 1] * XY
             for c in range(self.p + 1):
-                A1xy[:, a, c] = np.bincount(t1.refs, ZX[:, c], minlength=m1)
+                A1xy[a, c] = np.bincount(t1.refs, t1.z[:, a] * XY[:, c], minlength=m1)
         self.A1xy = A1xy
 
         # remaining terms: sparse cross-products with everything else
@@ -178,46 +179,57 @@ class PLS:
     def factor(self, theta: np.ndarray):
         """Blocked Cholesky factor of ``M(theta)``.
 
-        Returns ``(L11, K, W1, Lr1, Ld)``: the batched factor of the first
-        term's block, ``K[l] = T1 L11[l]^{-T}``, ``W1[l] = L11[l]^{-1} T1' Z1_l'[X y]``,
-        the rows of the remaining terms in the first term's columns (``None``
-        without other terms) and the dense factor of the Schur complement
+        Returns ``(L11, W1, Lr1, Ld)``: the first term's diagonal blocks
+        ``L11`` (q1, q1, m1) with ``L11_l L11_l' = T1' A11_l T1 + I``; the
+        ``[X y]`` rows in the first term's columns, ``W1_l = L11_l^{-1} T1' Z1_l'[X y]``
+        (q1, p+1, m1); the rows of the remaining terms in the first term's
+        columns, ``Lr1`` (``None`` without other terms; columns level by
+        level); and the dense lower factor ``Ld`` of the Schur complement
         (remaining terms, then ``X``, then ``y``).
         """
         theta = np.asarray(theta, dtype=float)
         T1 = self.T(0, theta)
-        M11 = np.matmul(np.matmul(T1.T, self.A11), T1)
-        M11 += np.eye(self.q1)
-        L11 = chol_batched(M11)
-        W1 = solve_lower_batched(L11, np.matmul(T1.T, self.A1xy))
-        S_xy = self.Axyxy - np.einsum("mqi,mqj->ij", W1, W1)
+        L11 = chol_blocks(congruence_blocks(T1, self.A11, add_identity=True))
+        W1 = solve_lower_blocks(L11, trans_mult_blocks(T1, self.A1xy))
+        S_xy = self.Axyxy.copy()
+        for a in range(self.q1):
+            S_xy -= W1[a] @ W1[a].T
         Lr1 = None
         if self.Qr:
-            K = T1 @ np.swapaxes(inv_lower_batched(L11), 1, 2)  # T1 L11^{-T}, (m1, q1, q1)
+            q1, m1 = self.q1, self.m1
             lam = self.Lambda_rest(theta)
             if self._rest_scalar:
-                if self._rest_dense:
-                    B = lam[:, None] * self.Ar1
-                else:
-                    B = sp.diags(lam) @ self.Ar1
+                B = lam[:, None] * self.Ar1 if self._rest_dense else sp.diags(lam) @ self.Ar1
                 LamArr = lam[:, None] * self.Arr * lam[None, :]
                 LamArxy = lam[:, None] * self.Arxy
             else:
                 B = lam.T @ self.Ar1
                 LamArr = np.asarray(lam.T @ (lam.T @ self.Arr.T).T)
                 LamArxy = np.asarray(lam.T @ self.Arxy)
-            if self.q1 == 1:
-                k = K[:, 0, 0]
+            # K_l = T1 L11_l^{-T}: the first term's columns of L21 are B times blockdiag(K)
+            Linv = inv_lower_blocks(L11)
+            K = np.zeros((q1, q1, m1))
+            for i in range(q1):
+                for j in range(q1):
+                    for a in range(q1):
+                        if T1[i, a] != 0.0:
+                            K[i, j] += T1[i, a] * Linv[j, a]
+            if q1 == 1:
+                k = K[0, 0]
                 Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
             else:
-                Kbd = sp.block_diag(list(K), format="csr")
-                Lr1 = B @ Kbd if sp.issparse(B) else np.asarray(sp.csr_matrix(B) @ Kbd) if False else B @ Kbd.toarray()
+                rows = (np.arange(m1)[None, None, :] * q1 + np.arange(q1)[:, None, None]) + 0 * np.arange(q1)[None, :, None]
+                cols = (np.arange(m1)[None, None, :] * q1 + np.arange(q1)[None, :, None]) + 0 * np.arange(q1)[:, None, None]
+                Kbd = sp.csr_matrix((K.ravel(), (rows.ravel(), cols.ravel())), shape=(m1 * q1, m1 * q1))
+                Lr1 = (B @ Kbd).tocsr() if sp.issparse(B) else np.asarray(Kbd.T @ B.T).T
+            W1flat = W1.transpose(2, 0, 1).reshape(m1 * q1, self.p + 1)
             if sp.issparse(Lr1):
                 LLt = (Lr1 @ Lr1.T).toarray()
-                LW = np.asarray(Lr1 @ W1.reshape(-1, self.p + 1))
+                LW = np.asarray(Lr1 @ W1flat)
             else:
-                LLt = Lr1 @ Lr1.T
-                LW = Lr1 @ W1.reshape(-1, self.p + 1)
+                # Lr1 Lr1' by SYRK on the transposed (Fortran-ordered) view: half the flops, no copy
+                LLt = sla.blas.dsyrk(1.0, Lr1.T, trans=1, lower=1)
+                LW = Lr1 @ W1flat
             S_rr = LamArr - LLt
             S_rr[np.diag_indices_from(S_rr)] += 1.0
             S_rxy = LamArxy - LW
@@ -240,7 +252,7 @@ class PLS:
         d = np.diagonal(Ld)
         if d[-1] <= 0 or not np.all(np.isfinite(d)):
             return np.inf
-        logdet_L = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2.0 * np.log(d[:Qr]).sum()
+        logdet_L = 2.0 * sum(np.log(L11[i, i]).sum() for i in range(self.q1)) + 2.0 * np.log(d[:Qr]).sum()
         pwrss = d[-1] ** 2
         if self.REML:
             nmp = n - p
@@ -258,12 +270,12 @@ class PLS:
         lxy = Ld[Qr + p, Qr:Qr + p]
         beta = sla.solve_triangular(RX, lxy, trans="T", lower=True, check_finite=False) if p else np.zeros(0)
         # right-hand side for u: y-row minus X-rows times beta, in the Z columns
-        r1 = W1[:, :, p] - W1[:, :, :p] @ beta
+        r1 = W1[:, p, :] - np.einsum("c,acm->am", beta, W1[:, :p, :])  # (q1, m1)
         if Qr:
             r2 = Ld[Qr + p, :Qr] - beta @ Ld[Qr:Qr + p, :Qr]
             u2 = sla.solve_triangular(Ld[:Qr, :Qr], r2, trans="T", lower=True, check_finite=False)
-            r1 = r1 - np.asarray(Lr1.T @ u2).reshape(self.m1, self.q1)
-        u1 = solve_upper_batched(L11, r1[:, :, None])[:, :, 0]
+            r1 = r1 - np.asarray(Lr1.T @ u2).reshape(self.m1, self.q1).T
+        u1 = solve_upper_blocks(L11, r1[:, None, :])[:, 0, :].T  # (m1, q1)
         u = [u1]
         if Qr:
             off = 0
@@ -271,7 +283,7 @@ class PLS:
                 u.append(u2[off:off + t.nlevels * t.q].reshape(t.nlevels, t.q))
                 off += t.nlevels * t.q
         gamma = [uk @ self.T(k, theta).T for k, uk in enumerate(u)]
-        logdet_L = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2.0 * np.log(d[:Qr]).sum()
+        logdet_L = 2.0 * sum(np.log(L11[i, i]).sum() for i in range(self.q1)) + 2.0 * np.log(d[:Qr]).sum()
         return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=float(d[-1] ** 2),
                            logdet_L=float(logdet_L), logdet_RX=float(2.0 * np.log(d[Qr:Qr + p]).sum()),
                            RX=RX.copy())
@@ -286,16 +298,16 @@ class PLS:
         theta = np.asarray(theta, dtype=float)
         L11, W1, Lr1, Ld = self.factor(theta)
         T1 = self.T(0, theta)
-        L11inv = inv_lower_batched(L11)
-        V1 = np.matmul(np.swapaxes(L11inv, 1, 2), L11inv)  # (L11 L11')^{-1} per level
+        q1, m1 = self.q1, self.m1
+        Linv = inv_lower_blocks(L11).transpose(2, 0, 1)  # (m1, q1, q1)
+        V1 = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # (L11 L11')^{-1} per level
         out = []
         if self.Qr:
             L22inv = sla.solve_triangular(Ld[:self.Qr, :self.Qr], np.eye(self.Qr), lower=True)
             Lr1d = Lr1.toarray() if sp.issparse(Lr1) else Lr1
-            # X21 = -L22^{-1} L21 L11^{-1}
-            L21L11inv = (Lr1d.reshape(self.Qr, self.m1, self.q1)[:, :, :, None] *
-                         L11inv[None, :, :, :]).sum(axis=2).reshape(self.Qr, self.m1, self.q1)
-            X21 = -(L22inv @ L21L11inv.reshape(self.Qr, -1)).reshape(self.Qr, self.m1, self.q1)
+            # X21 = -L22^{-1} L21 L11^{-1}, level by level
+            L21L11inv = np.einsum("rla,lab->rlb", Lr1d.reshape(self.Qr, m1, q1), Linv)
+            X21 = -(L22inv @ L21L11inv.reshape(self.Qr, -1)).reshape(self.Qr, m1, q1)
             V1 = V1 + np.einsum("rma,rmb->mab", X21, X21)
             V22 = L22inv.T @ L22inv
         out.append(np.matmul(np.matmul(T1, V1), T1.T))
