@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -133,8 +134,9 @@ def _variables(rhs: str) -> set[str]:
 
     try:
         return {str(v) for v in formulaic.Formula(rhs).required_variables}
-    except Exception as exc:
-        raise ValueError(f"malformed formula term {rhs!r}: {exc}") from None
+    except Exception as exc:  # first line only, without formulaic's terminal colour codes
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+        raise ValueError(f"malformed formula term {rhs!r}: {msg[0] if msg else type(exc).__name__}") from None
 
 
 def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
@@ -152,11 +154,16 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
     n, p = X.shape
     if p == 0:
         return X, names, []
+    norms = np.linalg.norm(X, axis=0)
+    # fast path: one QR; if no diagonal element of R is small, X has full rank
+    R = np.linalg.qr(X, mode="r") if n >= p else None
+    if R is not None and np.all(np.abs(np.diag(R)) > tol * norms) and np.all(norms > 0):
+        return X, list(names), []
     Q = np.zeros((n, 0))
     keep = []
     for j in range(p):
         x = X[:, j]
-        norm = np.linalg.norm(x)
+        norm = norms[j]
         if norm == 0.0:
             continue
         r = x - Q @ (Q.T @ x)
@@ -185,10 +192,9 @@ def _factor(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
             cats = list(col.cat.categories)
             codes = col.cat.codes.to_numpy().astype(np.int64)
         else:
-            codes, cats = pd.factorize(col, sort=True)
-            cats = list(cats)
+            codes, cats = _factorize_sorted(col)
         codes_list.append(np.asarray(codes, dtype=np.int64))
-        labels_list.append([_label(c) for c in cats])
+        labels_list.append(_labels(cats))
     if len(codes_list) == 1:
         codes, labels = codes_list[0], labels_list[0]
         used = np.flatnonzero(np.bincount(codes, minlength=len(labels)))
@@ -210,6 +216,34 @@ def _factor(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
     digits.reverse()
     labels = [":".join(labels_list[j][d[i]] for j, d in enumerate(digits)) for i in range(len(used))]
     return codes.astype(np.int64), labels
+
+
+def _factorize_sorted(col: pd.Series):
+    """Codes and sorted levels of a column (R's factor order): hash first, then sort the levels only."""
+    codes, uniq = pd.factorize(col, sort=False)
+    uniq = np.asarray(uniq)
+    if uniq.dtype == object and all(isinstance(u, str) for u in uniq[:1000]):
+        try:
+            uniq = uniq.astype(str)  # fixed-width: sorts in C
+        except (TypeError, ValueError):
+            pass
+    try:
+        order = np.argsort(uniq, kind="stable")
+    except TypeError:
+        raise TypeError(f"grouping factor {col.name!r} mixes types that cannot be ordered") from None
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return rank[codes], uniq[order]
+
+
+def _labels(cats) -> list[str]:
+    """Level labels as R prints them (``1`` for the number 1.0)."""
+    arr = np.asarray(cats)
+    if arr.dtype.kind in "iub":
+        return arr.astype(str).tolist()
+    if arr.dtype.kind == "U":
+        return arr.tolist()
+    return [_label(c) for c in arr]
 
 
 def _label(v) -> str:
@@ -341,10 +375,14 @@ class ModelFrame:
 
 def _check_data(data) -> pd.DataFrame:
     if not isinstance(data, pd.DataFrame):
+        # a dict of columns is a data frame in all but name; an array or a list has no column names
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a pandas DataFrame (or a dict of columns), got {type(data).__name__}")
         try:
             data = pd.DataFrame(data)
-        except Exception:
-            raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}") from None
+        except Exception as exc:
+            raise TypeError(f"data must be a pandas DataFrame; a {type(data).__name__} could not be "
+                            f"converted: {exc}") from None
     if len(data) == 0:
         raise ValueError("data has no rows")
     return data
