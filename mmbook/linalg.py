@@ -119,3 +119,56 @@ def trans_mult_blocks(T: np.ndarray, B: np.ndarray) -> np.ndarray:
             if T[a, i] != 0.0:
                 out[i] += T[a, i] * B[a]
     return out
+
+
+def factor_first_term(T: np.ndarray, A: np.ndarray, B: np.ndarray):
+    """Factor the first term's blocks and solve for the ``[X y]`` rows in one go.
+
+    For every level ``l``: ``L_l L_l' = T' A_l T + I`` and ``W_l = L_l^{-1} T' B_l``.
+
+    Parameters
+    ----------
+    T : ndarray (q, q), lower triangular
+    A : ndarray (q, q, m)
+    B : ndarray (q, r, m)
+
+    Returns
+    -------
+    L : ndarray (q, q, m)
+    W : ndarray (q, r, m)
+    logdet : float
+        ``sum_l log |L_l|^2``.
+
+    Closed forms for q = 1 and q = 2 (the common random intercept and
+    intercept-plus-slope terms) use a handful of passes over the groups;
+    other sizes use the general routines above.
+    """
+    q = T.shape[0]
+    if q == 1:
+        t = T[0, 0]
+        d = np.sqrt(t * t * A[0, 0] + 1.0)
+        L = d[None, None, :]
+        W = (t / d) * B[0]
+        return L, W[None], 2.0 * np.log(d).sum()
+    if q == 2:
+        t00, t10, t11 = T[0, 0], T[1, 0], T[1, 1]
+        a00, a10, a11 = A[0, 0], A[1, 0], A[1, 1]
+        # M = T' A T + I, lower triangle
+        m00 = (t00 * t00) * a00 + (2.0 * t00 * t10) * a10 + (t10 * t10) * a11 + 1.0
+        m10 = t11 * (t00 * a10 + t10 * a11)
+        m11 = (t11 * t11) * a11 + 1.0
+        l00 = np.sqrt(m00)
+        l10 = m10 / l00
+        l11 = np.sqrt(m11 - l10 * l10)
+        L = np.empty((2, 2, len(l00)))
+        L[0, 0], L[1, 0], L[0, 1], L[1, 1] = l00, l10, 0.0, l11
+        c0 = t00 * B[0] + t10 * B[1]
+        c1 = t11 * B[1]
+        W = np.empty(B.shape)
+        np.divide(c0, l00, out=W[0])
+        np.divide(c1 - l10 * W[0], l11, out=W[1])
+        return L, W, 2.0 * np.log(l00 * l11).sum()
+    L = chol_blocks(congruence_blocks(T, A, add_identity=True))
+    W = solve_lower_blocks(L, trans_mult_blocks(T, B))
+    logdet = 2.0 * sum(np.log(L[i, i]).sum() for i in range(q))
+    return L, W, logdet

@@ -44,8 +44,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .design import ModelFrame, RandomTerm
-from .linalg import (chol_blocks, congruence_blocks, inv_lower_blocks, solve_lower_blocks,
-                     solve_upper_blocks, trans_mult_blocks)
+from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 
 __all__ = ["PLS", "PLSSolution"]
 
@@ -179,18 +178,18 @@ class PLS:
     def factor(self, theta: np.ndarray):
         """Blocked Cholesky factor of ``M(theta)``.
 
-        Returns ``(L11, W1, Lr1, Ld)``: the first term's diagonal blocks
+        Returns ``(L11, W1, Lr1, Ld, logdet11)``: the first term's diagonal blocks
         ``L11`` (q1, q1, m1) with ``L11_l L11_l' = T1' A11_l T1 + I``; the
         ``[X y]`` rows in the first term's columns, ``W1_l = L11_l^{-1} T1' Z1_l'[X y]``
         (q1, p+1, m1); the rows of the remaining terms in the first term's
         columns, ``Lr1`` (``None`` without other terms; columns level by
         level); and the dense lower factor ``Ld`` of the Schur complement
-        (remaining terms, then ``X``, then ``y``).
+        (remaining terms, then ``X``, then ``y``); ``logdet11`` is
+        ``log |L11|^2``.
         """
         theta = np.asarray(theta, dtype=float)
         T1 = self.T(0, theta)
-        L11 = chol_blocks(congruence_blocks(T1, self.A11, add_identity=True))
-        W1 = solve_lower_blocks(L11, trans_mult_blocks(T1, self.A1xy))
+        L11, W1, logdet11 = factor_first_term(T1, self.A11, self.A1xy)
         S_xy = self.Axyxy.copy()
         for a in range(self.q1):
             S_xy -= W1[a] @ W1[a].T
@@ -237,22 +236,22 @@ class PLS:
         else:
             S = S_xy
         Ld = sla.cholesky(S, lower=True, check_finite=False)
-        return L11, W1, Lr1, Ld
+        return L11, W1, Lr1, Ld, logdet11
 
     def objective(self, theta: np.ndarray) -> float:
         """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
         try:
-            L11, W1, Lr1, Ld = self.factor(theta)
+            L11, W1, Lr1, Ld, logdet11 = self.factor(theta)
         except (np.linalg.LinAlgError, sla.LinAlgError):
             return np.inf
-        return self._criterion(L11, Ld)
+        return self._criterion(logdet11, Ld)
 
-    def _criterion(self, L11, Ld) -> float:
+    def _criterion(self, logdet11, Ld) -> float:
         n, p, Qr = self.n, self.p, self.Qr
         d = np.diagonal(Ld)
         if d[-1] <= 0 or not np.all(np.isfinite(d)):
             return np.inf
-        logdet_L = 2.0 * sum(np.log(L11[i, i]).sum() for i in range(self.q1)) + 2.0 * np.log(d[:Qr]).sum()
+        logdet_L = logdet11 + 2.0 * np.log(d[:Qr]).sum()
         pwrss = d[-1] ** 2
         if self.REML:
             nmp = n - p
@@ -263,7 +262,7 @@ class PLS:
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """``beta``, the random effects and the pieces of the criterion at ``theta``."""
         theta = np.asarray(theta, dtype=float)
-        L11, W1, Lr1, Ld = self.factor(theta)
+        L11, W1, Lr1, Ld, logdet11 = self.factor(theta)
         p, Qr = self.p, self.Qr
         d = np.diagonal(Ld)
         RX = Ld[Qr:Qr + p, Qr:Qr + p]
@@ -283,7 +282,7 @@ class PLS:
                 u.append(u2[off:off + t.nlevels * t.q].reshape(t.nlevels, t.q))
                 off += t.nlevels * t.q
         gamma = [uk @ self.T(k, theta).T for k, uk in enumerate(u)]
-        logdet_L = 2.0 * sum(np.log(L11[i, i]).sum() for i in range(self.q1)) + 2.0 * np.log(d[:Qr]).sum()
+        logdet_L = logdet11 + 2.0 * np.log(d[:Qr]).sum()
         return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=float(d[-1] ** 2),
                            logdet_L=float(logdet_L), logdet_RX=float(2.0 * np.log(d[Qr:Qr + p]).sum()),
                            RX=RX.copy())
@@ -296,7 +295,7 @@ class PLS:
         scaling by ``sigma^2``). Returns one (nlevels, q, q) array per term.
         """
         theta = np.asarray(theta, dtype=float)
-        L11, W1, Lr1, Ld = self.factor(theta)
+        L11, W1, Lr1, Ld, _ = self.factor(theta)
         T1 = self.T(0, theta)
         q1, m1 = self.q1, self.m1
         Linv = inv_lower_blocks(L11).transpose(2, 0, 1)  # (m1, q1, q1)
