@@ -22,6 +22,7 @@ _EXPORTS = {
     "LmerControl": "mmbook.lmm",
     "anova": "mmbook.inference",
     "crosscheck": "mmbook.crosscheck",
+    "CrossCheck": "mmbook.crosscheck",
     "RRandom": "mmbook.rng",
 }
 

@@ -182,20 +182,19 @@ def _bar_terms(inner: str, term_text: str) -> list[BarTerm]:
         raise ValueError(f"malformed random-effects term ({term_text}): more than one '|'")
     groups = _expand_group(rhs, term_text)
     intercept, terms = _expr_terms(lhs)
-    out = []
-    for g in groups:
-        if width == 1:
-            expr = " + ".join((["1"] if intercept else ["0"]) + terms)
-            out.append(BarTerm(expr=expr, group=g, text=f"{_deparse(lhs)} | {g}"))
-        else:
-            # lme4's expandDoubleVerts: one uncorrelated term per model term
-            if intercept:
-                out.append(BarTerm(expr="1", group=g, text=f"1 | {g}"))
-            for t in terms:
-                out.append(BarTerm(expr=f"0 + {t}", group=g, text=f"0 + {t} | {g}"))
-            if not out or (not intercept and not terms):
-                raise ValueError(f"malformed random-effects term ({term_text}): no columns")
-    return out
+    if width == 1:
+        expr = " + ".join((["1"] if intercept else ["0"]) + terms)
+        return [BarTerm(expr=expr, group=g, text=f"{_deparse(lhs)} | {g}") for g in groups]
+    # lme4's expandDoubleVerts: one uncorrelated term per model term, each of which is
+    # then expanded over nested factors: (1 + x || a/b) -> (1 | b:a) + (1 | a) + (0 + x | b:a) + (0 + x | a)
+    cols = _double_vert_columns(intercept, terms)
+    if not cols:
+        raise ValueError(f"malformed random-effects term ({term_text}): no columns")
+    return [BarTerm(expr=c, group=g, text=f"{c} | {g}") for c in cols for g in groups]
+
+
+def _double_vert_columns(intercept: bool, terms: list[str]) -> list[str]:
+    return (["1"] if intercept else []) + [f"0 + {t}" for t in terms]
 
 
 def _deparse(s: str) -> str:
@@ -205,8 +204,29 @@ def _deparse(s: str) -> str:
     s = re.sub(r"\s*([+~|*])\s*", r" \1 ", s)
     s = s.replace(" *  * ", "^").replace(" * * ", "^")
     s = re.sub(r"\s*\|\s*\|\s*", " || ", s)
+    s = re.sub(r"\s*([/:^])\s*", r"\1", s)  # R writes a/b, a:b, x^2 without spaces
     s = re.sub(r" +", " ", s)
     return s.strip()
+
+
+def _call_powers(s: str) -> str:
+    """R's ``^`` inside a function call is arithmetic (``I(x^2)``, ``log(x^2)``): write it ``**``.
+
+    Outside calls ``^`` stays the formula operator (``(a + b)^2``, all
+    interactions up to order 2), as in R.
+    """
+    out, calls = [], []
+    for i, ch in enumerate(s):
+        if ch == "(":
+            prev = s[:i].rstrip()
+            calls.append(bool(prev) and (prev[-1].isalnum() or prev[-1] in "._"))
+        elif ch == ")" and calls:
+            calls.pop()
+        elif ch == "^" and any(calls):
+            out.append("**")
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 def parse_formula(formula: str) -> MixedFormula:
@@ -217,7 +237,8 @@ def parse_formula(formula: str) -> MixedFormula:
     formula : str
         ``"response ~ fixed terms + (expr | group) + ..."``. The fixed part
         may use ``0 +``/``- 1``, ``a*b``, ``a:b`` and transforms such as
-        ``I(x**2)``; random terms may use ``|``, ``||``, ``a/b`` and ``a:b``.
+        ``I(x^2)`` (R's spelling; ``I(x**2)`` also works); random terms may
+        use ``|``, ``||``, ``a/b`` and ``a:b``.
 
     Returns
     -------
@@ -237,7 +258,7 @@ def parse_formula(formula: str) -> MixedFormula:
     """
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string such as 'y ~ x + (1 | g)', got {type(formula).__name__}")
-    text = formula.strip()
+    text = _call_powers(formula.strip())
     if text.count("~") != 1:
         raise ValueError(f"malformed formula {formula!r}: it needs exactly one '~' between response and terms")
     lhs, rhs = (p.strip() for p in text.split("~"))
@@ -281,8 +302,10 @@ def _show_bar(inner: str) -> str:
     i, width = _find_bar(inner)
     if width == 1:
         return f"({_deparse(inner)})"
-    parts = _bar_terms(inner, inner)
-    return "(" + " + ".join(f"({p.text})" for p in parts) + ")"
+    _bar_terms(inner, inner)  # validates
+    intercept, terms = _expr_terms(inner[:i].strip())
+    group = _deparse(inner[i + width:])
+    return "(" + " + ".join(f"({c} | {group})" for c in _double_vert_columns(intercept, terms)) + ")"
 
 
 def _raw_bars(rhs: str) -> list[str]:
