@@ -389,7 +389,7 @@ def _check_data(data) -> pd.DataFrame:
 
 
 def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
-                random: bool = True) -> ModelFrame:
+                random: bool = True, stacklevel: int = 2) -> ModelFrame:
     """Evaluate a formula on a data frame: ``y``, ``X`` and the random-effects terms.
 
     Rows with a missing value in any variable the formula uses are dropped,
@@ -406,6 +406,8 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         with a warning, as lme4 does.
     random : bool
         Build the random-effects terms (set False for ``lm``).
+    stacklevel : int
+        Where warnings point: 2 is the caller of ``model_frame``.
 
     Raises
     ------
@@ -438,7 +440,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         if n_dropped == len(frame):
             raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values "
-                      f"removed (of {len(frame)})", UserWarning, stacklevel=3)
+                      f"removed (of {len(frame)})", UserWarning, stacklevel=stacklevel + 1)
         frame = frame.loc[complete]
 
     # response
@@ -471,7 +473,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
             k = len(dropped_cols)
             warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
                           f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} "
-                          f"({', '.join(dropped_cols)})", UserWarning, stacklevel=3)
+                          f"({', '.join(dropped_cols)})", UserWarning, stacklevel=stacklevel + 1)
 
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames,
                     n_dropped=n_dropped, dropped_columns=dropped_cols, x_spec=x_spec)

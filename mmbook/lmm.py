@@ -50,6 +50,16 @@ class SingularFitWarning(UserWarning):
     """The estimated random-effects covariance is singular (a variance or a correlation at its bound)."""
 
 
+def _make_name(name: str) -> str:
+    """R's ``make.names``: characters not allowed in a name become ``.``; a bad start gets ``X``."""
+    import re
+
+    out = re.sub(r"[^A-Za-z0-9._]", ".", name)
+    if not re.match(r"[A-Za-z]|\.(?![0-9])", out):
+        out = "X" + out
+    return out
+
+
 @dataclass(frozen=True)
 class LmerControl:
     """How ``lmer`` fits: optimizer settings and checks (lme4's ``lmerControl``).
@@ -122,7 +132,7 @@ def _lmer(formula, data, REML, control, start):
     if not f.random:
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          "or use mmbook.lm for a model without random effects")
-    mf = model_frame(f, data, drop_rank=True)
+    mf = model_frame(f, data, drop_rank=True, stacklevel=4)  # user -> lmer -> _lmer -> model_frame
     pls = PLS(mf, REML=REML)
     theta0 = pls.theta0 if start is None else np.asarray(start, dtype=float)
     if theta0.shape != pls.theta0.shape:
@@ -133,9 +143,9 @@ def _lmer(formula, data, REML, control, start):
         raise RuntimeError("the optimizer found no finite value of the criterion")
     fit = LmerFit(mf=mf, pls=pls, opt=opt, control=control, data=data)
     for m in opt.messages:
-        warnings.warn(m, RuntimeWarning, stacklevel=2)
+        warnings.warn(m, RuntimeWarning, stacklevel=3)
     if control.check_singular and fit.is_singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=2)
+        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=3)
     return fit
 
 
@@ -270,13 +280,22 @@ class LmerFit:
         return self.sigma ** 2 * (T @ T.T)
 
     def _group_names(self) -> list[str]:
-        """VarCorr group labels: repeated factors get ``.1``, ``.2`` (R's make.unique)."""
+        """VarCorr group labels, as lme4 makes them.
+
+        A factor used by one term keeps its name (``"h:g"``). The names of a
+        factor used by several terms go through R's ``make.names`` and
+        ``make.unique``: ``Subject``, ``Subject.1``; ``b:a`` -> ``b.a``, ``b.a.1``.
+        """
+        counts: dict[str, int] = {}
+        for t in self.terms:
+            counts[t.group] = counts.get(t.group, 0) + 1
         seen: dict[str, int] = {}
         out = []
         for t in self.terms:
-            k = seen.get(t.group, 0)
-            out.append(t.group if k == 0 else f"{t.group}.{k}")
-            seen[t.group] = k + 1
+            name = t.group if counts[t.group] == 1 else _make_name(t.group)
+            k = seen.get(name, 0)
+            out.append(name if k == 0 else f"{name}.{k}")
+            seen[name] = k + 1
         return out
 
     @cached_property

@@ -125,15 +125,9 @@ def test_theta_sigma_varcorr(name):
         _close(vc.sdcor[is_cor], sdcor[is_cor], 1.0, "VarCorr correlation")
 
 
-# lme4's VarCorr names repeated factors with make.names(unique = TRUE), which also turns ":" into
-# ".": (1 + x || a/b) gives "b.a", "b.a.1", "a", "a.1"; mmbook keeps "b:a", "b:a.1" (LmerFit._group_names).
-_GRP_NAMES_DIFFER = {"uncorr_nested"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="lme4 applies make.names to repeated "
-                                            "factor names (b:a -> b.a); mmbook does not"))
-    if n in _GRP_NAMES_DIFFER else n for n in NAMES])
+# lme4's VarCorr names a factor used by several terms with make.names + make.unique, which also turns
+# ":" into ".": (1 + x || a/b) gives "b.a", "b.a.1", "a", "a.1" (LmerFit._group_names does the same).
+@pytest.mark.parametrize("name", NAMES)
 def test_varcorr_group_names(name):
     assert list(fitted(name)[0].varcorr.grp) == FITS[name]["varcorr"]["grp"]
 
