@@ -315,14 +315,23 @@ def _fmt_value(x: float, scale: float) -> str:
     return s[:-1] if s.endswith(".") else s
 
 
+def _bound(x: float) -> str:
+    """An order-of-magnitude upper bound, ``<1e-06``: stable where the digits of ``x`` are not."""
+    if x == 0:
+        return "0"
+    return f"<{10.0 ** np.ceil(np.log10(x) + 1e-12):.0e}"
+
+
 def _fmt_diffs(a: float, r: float, x: float, y: float, scale: float) -> tuple[str, str]:
-    """``%.1e``; differences below ``TINY_REL`` (relative) print as bounds, stable across BLAS."""
+    """Differences as order-of-magnitude bounds, so the text does not change with the BLAS or with
+    where statsmodels' optimizer happens to stop; below ``TINY_REL`` (relative) both are bounded
+    by that tolerance."""
     if not (np.isfinite(a) and np.isfinite(r)):
         return "NA", "NA"
     if r < TINY_REL:
         bound = TINY_REL * max(abs(x), abs(y), scale)
-        return f"<{bound:.0e}", f"<{TINY_REL:.0e}"
-    return f"{a:.1e}", f"{r:.1e}"
+        return _bound(bound), f"<{TINY_REL:.0e}"
+    return _bound(a), _bound(r)
 
 
 def _sm_fit(model, REML: bool, methods, fit_kwargs):
@@ -597,7 +606,7 @@ def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
 def _fmt_crit_diff(d: float, crit: float) -> str:
     if abs(d) < TINY_REL * max(1.0, abs(crit)):
         return f"less than {TINY_REL:.0e} relative"
-    return f"{abs(d):.1e}"
+    return f"less than {_bound(abs(d))[1:]}"
 
 
 def _verdict(crit_mm, crit_sm, crit_at_mm, max_rel, fitted, attempts):
@@ -614,4 +623,4 @@ def _verdict(crit_mm, crit_sm, crit_at_mm, max_rel, fitted, attempts):
     if d <= TINY_REL * scale:
         return True, ("agree: statsmodels stopped at a worse optimum (its criterion is higher by "
                       f"{_fmt_crit_diff(d, crit_mm)}); mmbook's estimates are the better fit")
-    return False, f"disagree: mmbook's criterion is higher than statsmodels' by {d:.1e}"
+    return False, f"disagree: mmbook's criterion is higher than statsmodels' by {d:.2e}"

@@ -213,9 +213,9 @@ def test_crosscheck_table_and_printing():
     assert text[-1] == cc.verdict == "agree: criteria within 1e-06 (relative), estimates within 1e-04"
     row = next(line for line in text if line.startswith("var Subject (Intercept)"))
     assert row.split()[3:5] == ["612.090", "612.089"]  # 6 significant digits
-    assert re.fullmatch(r"\d\.\de-\d\d", row.split()[5])  # differences as %.1e
+    assert row.split()[5:7] == ["<1e-02", "<1e-05"]  # differences as order-of-magnitude bounds
     crit = next(line for line in text if line.startswith("REML criterion "))
-    assert crit.split()[-2:] == ["<2e-06", "<1e-09"]  # below 1e-9 relative: a bound, stable across BLAS
+    assert crit.split()[-2:] == ["<1e-05", "<1e-09"]  # below 1e-9 relative: a bound, stable across BLAS
     html = cc._repr_html_()
     assert html.count("<tr>") == len(cc.table) + 1 and "612.090" in html and cc.verdict in html
 
