@@ -138,28 +138,59 @@ def refit(fit, y, REML: bool | None = None):
 
 
 class _Progress:
-    """A text progress bar whose output does not depend on timing."""
+    """A text progress bar whose final text does not depend on timing.
+
+    In a notebook it updates one display in place (so the saved output is the
+    finished bar); in a terminal it redraws one line with carriage returns.
+    """
 
     def __init__(self, total: int, label: str, enabled: bool, width: int = 40):
         self.total, self.label, self.enabled, self.width = total, label, enabled, width
-        self.shown = 0
+        self.shown = -1
+        self.handle = None
         if enabled:
-            sys.stdout.write(f"{label}: [")
-            sys.stdout.flush()
+            try:
+                from IPython import get_ipython
+                from IPython.display import display
+
+                ip = get_ipython()
+                if ip is not None and getattr(ip, "kernel", None) is not None:
+                    self.handle = display(_BarText(self._text(0)), display_id=True)
+            except ImportError:
+                pass
+            self.update(0)
+
+    def _text(self, done: int) -> str:
+        filled = int(self.width * done / self.total)
+        return f"{self.label}: [{'#' * filled}{' ' * (self.width - filled)}] {done}/{self.total}"
 
     def update(self, done: int):
         if not self.enabled:
             return
-        target = int(self.width * done / self.total)
-        if target > self.shown:
-            sys.stdout.write("#" * (target - self.shown))
+        filled = int(self.width * done / self.total)
+        if filled == self.shown and done != self.total:
+            return
+        self.shown = filled
+        if self.handle is not None:
+            self.handle.update(_BarText(self._text(done)))
+        else:
+            sys.stdout.write("\r" + self._text(done))
             sys.stdout.flush()
-            self.shown = target
 
     def close(self):
         if self.enabled:
-            sys.stdout.write(f"] {self.total}/{self.total}\n")
-            sys.stdout.flush()
+            self.update(self.total)
+            if self.handle is None:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+
+
+class _BarText:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def bootstrap(fit, statistic, nsim: int = 500, seed=None, progress: bool = False,
@@ -246,7 +277,7 @@ def anova(*fits, names=None, refit_ml: bool = True) -> pd.DataFrame:
         prev = (m.npar, dev)
     out = pd.DataFrame(rows, index=[names[i] for i in order])
     out["npar"] = out["npar"].astype(int)
-    out["Df"] = out["Df"].astype("Int64") if out["Df"].notna().all() else out["Df"]
+    out["Df"] = out["Df"].astype("Int64")
     return out
 
 
