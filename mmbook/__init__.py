@@ -24,6 +24,7 @@ _EXPORTS = {
     "crosscheck": "mmbook.crosscheck",
     "CrossCheck": "mmbook.crosscheck",
     "RRandom": "mmbook.rng",
+    "gibbs_lmm": "mmbook.bayes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -32,6 +33,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 # submodule (``from mmbook.lm import LmFit``) would otherwise leave the package
 # attribute pointing at the module instead of the function.
 from .lm import lm  # noqa: E402
+from .crosscheck import crosscheck  # noqa: E402  (statsmodels is imported only when it runs)
 
 
 def __getattr__(name):
