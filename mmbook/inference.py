@@ -138,27 +138,23 @@ def refit(fit, y, REML: bool | None = None):
 
 
 class _Progress:
-    """A text progress bar whose final text does not depend on timing.
+    """A text progress bar whose saved output does not depend on timing.
 
-    In a notebook it updates one display in place (so the saved output is the
-    finished bar); in a terminal it redraws one line with carriage returns.
+    In a terminal it redraws one line with carriage returns. In a notebook
+    it updates a display in place while it runs, empties it at the end and
+    prints the finished bar once: saved notebooks, nbval and the built book
+    then all hold the same single line, however the run was timed.
     """
 
     def __init__(self, total: int, label: str, enabled: bool, width: int = 40):
         self.total, self.label, self.enabled, self.width = total, label, enabled, width
         self.shown = -1
         self.handle = None
-        if enabled:
-            try:
-                from IPython import get_ipython
-                from IPython.display import display
+        if enabled and _in_kernel():
+            from IPython.display import display
 
-                ip = get_ipython()
-                if ip is not None and getattr(ip, "kernel", None) is not None:
-                    self.handle = display(_BarText(self._text(0)), display_id=True)
-            except ImportError:
-                pass
-            self.update(0)
+            self.handle = display(_Text(""), display_id=True)
+        self.update(0)
 
     def _text(self, done: int) -> str:
         filled = int(self.width * done / self.total)
@@ -168,29 +164,41 @@ class _Progress:
         if not self.enabled:
             return
         filled = int(self.width * done / self.total)
-        if filled == self.shown and done != self.total:
+        if filled == self.shown:
             return
         self.shown = filled
         if self.handle is not None:
-            self.handle.update(_BarText(self._text(done)))
+            self.handle.update(_Text(self._text(done)))
         else:
             sys.stdout.write("\r" + self._text(done))
             sys.stdout.flush()
 
     def close(self):
-        if self.enabled:
-            self.update(self.total)
-            if self.handle is None:
-                sys.stdout.write("\n")
-                sys.stdout.flush()
+        if not self.enabled:
+            return
+        if self.handle is not None:
+            self.handle.update(_Text(""))
+            print(self._text(self.total))
+        else:
+            sys.stdout.write("\r" + self._text(self.total) + "\n")
+            sys.stdout.flush()
 
 
-class _BarText:
+class _Text:
     def __init__(self, text: str):
         self.text = text
 
     def __repr__(self) -> str:
         return self.text
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
 
 
 def bootstrap(fit, statistic, nsim: int = 500, seed=None, progress: bool = False,

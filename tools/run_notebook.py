@@ -34,8 +34,12 @@ def run(path: Path) -> Path:
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.execute()
-    for cell in nb.cells:  # keep diffs small and stable
+    from myst_nb.core.utils import coalesce_streams
+
+    for cell in nb.cells:  # keep diffs small and stable; store streams as a reader sees them
         cell.get("metadata", {}).pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     nbformat.write(nb, target)
     if target != path:
         path.unlink()
