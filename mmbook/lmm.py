@@ -88,7 +88,7 @@ class LmerControl:
 
     ftol: float = 1e-12
     gtol: float = 1e-6
-    grad_step: float = 1e-7
+    grad_step: float = 1e-6
     central: bool = False
     polish: bool = True
     singular_tol: float = 1e-4

@@ -77,7 +77,7 @@ def _hessian(f, x, h, f0):
     return g, H
 
 
-def minimize_theta(f, theta0, lower, *, grad_step=1e-7, ftol=1e-12, gtol=1e-6, maxiter=2000,
+def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=2000,
                    polish=True, polish_max_params=10, boundary_tol=1e-4, upper=None,
                    central=False, polish_steps=1) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``theta >= lower``.
@@ -90,8 +90,11 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-7, ftol=1e-12, gtol=1e-6, m
     grad_step, central : float, bool
         Relative step of the finite-difference gradient, and whether it is
         central (2 evaluations per parameter) or forward (1). Forward
-        differences with a small step reach the optimum in about half the
-        evaluations; the Newton polish then makes ``theta`` accurate.
+        differences reach the optimum in about half the evaluations; the
+        Newton polish then makes ``theta`` accurate. A step of 1e-6 keeps the
+        gradient above the criterion's rounding noise even when the criterion
+        is large (a smaller step made L-BFGS-B's line searches fail on
+        200,000-row crossed designs: 111 evaluations instead of 33).
     polish : bool
         After L-BFGS-B, take Newton steps on the parameters away from their
         bounds with a finite-difference Hessian (only with at most

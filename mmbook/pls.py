@@ -175,7 +175,7 @@ class PLS:
         return sp.csr_matrix((theta[idx], (rows, cols)), shape=(Q, Q))
 
     # -------------------------------------------------------------- factorise
-    def factor(self, theta: np.ndarray):
+    def factor(self, theta: np.ndarray, full: bool = True):
         """Blocked Cholesky factor of ``M(theta)``.
 
         Returns ``(L11, W1, Lr1, Ld, logdet11)``: the first term's diagonal blocks
@@ -185,7 +185,9 @@ class PLS:
         columns, ``Lr1`` (``None`` without other terms; columns level by
         level); and the dense lower factor ``Ld`` of the Schur complement
         (remaining terms, then ``X``, then ``y``); ``logdet11`` is
-        ``log |L11|^2``.
+        ``log |L11|^2``. With ``full=False`` (the criterion alone), ``Lr1``
+        may be returned as ``None`` where forming it would cost a pass over
+        the remaining terms' cross-products.
         """
         theta = np.asarray(theta, dtype=float)
         T1 = self.T(0, theta)
@@ -197,6 +199,20 @@ class PLS:
         if self.Qr:
             q1, m1 = self.q1, self.m1
             lam = self.Lambda_rest(theta)
+            if self._rest_scalar and self._rest_dense and q1 == 1:
+                # L21 = diag(lam) Ar1 diag(k): form Ar1 diag(k) once, apply lam to the small results
+                k = (T1[0, 0] / L11[0, 0])
+                Ak = self.Ar1 * k[None, :]
+                LLt = sla.blas.dsyrk(1.0, Ak.T, trans=1, lower=1)
+                LLt *= lam[:, None]
+                LLt *= lam[None, :]
+                LW = lam[:, None] * (Ak @ W1[0].T)
+                S_rr = lam[:, None] * self.Arr * lam[None, :] - LLt
+                S_rr[np.diag_indices_from(S_rr)] += 1.0
+                S_rxy = lam[:, None] * self.Arxy - LW
+                S = np.block([[S_rr, S_rxy], [S_rxy.T, S_xy]])
+                Ld = sla.cholesky(S, lower=True, check_finite=False)
+                return L11, W1, (lam[:, None] * Ak if full else None), Ld, logdet11
             if self._rest_scalar:
                 B = lam[:, None] * self.Ar1 if self._rest_dense else sp.diags(lam) @ self.Ar1
                 LamArr = lam[:, None] * self.Arr * lam[None, :]
@@ -241,7 +257,7 @@ class PLS:
     def objective(self, theta: np.ndarray) -> float:
         """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
         try:
-            L11, W1, Lr1, Ld, logdet11 = self.factor(theta)
+            L11, W1, Lr1, Ld, logdet11 = self.factor(theta, full=False)
         except (np.linalg.LinAlgError, sla.LinAlgError):
             return np.inf
         return self._criterion(logdet11, Ld)
