@@ -40,10 +40,16 @@ def blas_threads(n: int | None):
     if n is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    global _CONTROLLER
+    if _CONTROLLER is None:  # scanning the loaded libraries costs ~0.3 ms: do it once
+        from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=n, user_api="blas"):
+        _CONTROLLER = ThreadpoolController()
+    with _CONTROLLER.limit(limits=n, user_api="blas"):
         yield
+
+
+_CONTROLLER = None
 
 
 class SingularFitWarning(UserWarning):
@@ -109,7 +115,9 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         Estimate by restricted maximum likelihood (True) or maximum likelihood.
     control : LmerControl, optional
     start : array_like, optional
-        Starting ``theta`` (default: 1 on the diagonal of each ``T``, 0 below).
+        Starting ``theta``. Default: a moment estimate for random-intercept
+        terms (:meth:`mmbook.pls.PLS.moment_start`) and lme4's start (1 on the
+        diagonal of ``T``, 0 below it) for the others.
 
     Returns
     -------
@@ -134,7 +142,7 @@ def _lmer(formula, data, REML, control, start):
                          "or use mmbook.lm for a model without random effects")
     mf = model_frame(f, data, drop_rank=True, stacklevel=4)  # user -> lmer -> _lmer -> model_frame
     pls = PLS(mf, REML=REML)
-    theta0 = pls.theta0 if start is None else np.asarray(start, dtype=float)
+    theta0 = pls.moment_start() if start is None else np.asarray(start, dtype=float)
     if theta0.shape != pls.theta0.shape:
         raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
     opt = minimize_theta(pls.objective, theta0, pls.lower, grad_step=control.grad_step,

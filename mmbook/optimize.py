@@ -106,13 +106,28 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
     upper_ = np.full_like(lower, np.inf) if upper is None else np.asarray(upper, dtype=float)
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper_)]
 
-    def fun_and_grad(x):
-        f0 = fc(x)
-        if not np.isfinite(f0):
-            return f0, np.zeros_like(x)
-        return f0, _gradient(fc, x, lower, grad_step, f0, upper_, central)
+    recent: list = []  # (x, f, gradient) of the last evaluations
 
-    res = minimize(fun_and_grad, np.asarray(theta0, dtype=float), jac=True, method="L-BFGS-B",
+    def fun_and_grad(x):
+        # Once L-BFGS-B reaches the criterion's rounding noise, its line search asks again and
+        # again for points that differ from earlier ones only in the last bits (1e-15); answer
+        # those from the recent evaluations instead of computing the criterion again.
+        for xc, fcached, gc in recent:
+            if np.all(np.abs(x - xc) <= 1e-12 * (1.0 + np.abs(xc))):
+                return fcached, gc.copy()
+        f0 = fc(x)
+        g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
+        recent.append((x.copy(), f0, g))
+        del recent[:-16]
+        return f0, g.copy()
+
+    theta0 = np.asarray(theta0, dtype=float)
+    # The gradient's rounding noise and the criterion's curvature both grow with the criterion
+    # (with n), so the gradient tolerance does too: below it, line searches only chase noise.
+    f_start, _ = fun_and_grad(theta0)
+    if np.isfinite(f_start):
+        gtol = max(gtol, 1e-8 * abs(f_start))
+    res = minimize(fun_and_grad, theta0, jac=True, method="L-BFGS-B",
                    bounds=bounds, options=dict(ftol=ftol, gtol=gtol, maxiter=maxiter, maxcor=20))
     x, fx = res.x.copy(), float(res.fun)
     messages = []
