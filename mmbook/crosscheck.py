@@ -36,7 +36,8 @@ __all__ = ["CrossCheck", "Translation", "crosscheck", "translate"]
 CRITERION_RTOL = 1e-6   # criteria "agree" within this relative difference
 ESTIMATE_RTOL = 1e-4    # estimates "agree" within this (scaled) relative difference
 EVAL_RTOL = 1e-8        # statsmodels' criterion at mmbook's theta must equal mmbook's
-TINY_REL = 1e-9         # relative differences below this print as "<1e-9"
+TINY_REL = 1e-9         # relative differences of criteria below this print as "<1e-09"
+SHOWN_REL_FLOOR = 1e-5  # relative differences of estimates below this print as "<1e-05"
 
 
 @dataclass
@@ -274,14 +275,15 @@ class CrossCheck:
         rows = []
         for label, r in self.table.iterrows():
             sc = float(self.scales[label]) if self.scales is not None else 0.0
+            floor = TINY_REL if "criterion" in label or "deviance" in label else SHOWN_REL_FLOOR
             rows.append((label, _fmt_value(r.mmbook, sc), _fmt_value(r.statsmodels, sc),
-                         *_fmt_diffs(r.abs_diff, r.rel_diff, r.mmbook, r.statsmodels, sc)))
+                         _fmt_rel(r.rel_diff, floor)))
         return rows
 
     def __str__(self) -> str:
-        header = ("", "mmbook", "statsmodels", "abs_diff", "rel_diff")
+        header = ("", "mmbook", "statsmodels", "rel. difference")
         rows = self._rows()
-        w = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+        w = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
         lines = [f"mmbook vs statsmodels MixedLM ({'REML' if self.REML else 'ML'}; "
                  f"statsmodels optimizer: {self.method})"]
         lines.append("  ".join([header[0].ljust(w[0])] + [h.rjust(x) for h, x in zip(header[1:], w[1:])]))
@@ -295,7 +297,7 @@ class CrossCheck:
 
     def _repr_html_(self) -> str:
         out = ["<table>", "<thead><tr><th></th><th>mmbook</th><th>statsmodels</th>"
-               "<th>abs_diff</th><th>rel_diff</th></tr></thead><tbody>"]
+               "<th>rel. difference</th></tr></thead><tbody>"]
         for r in self._rows():
             out.append("<tr><th style='text-align:left'>" + html.escape(r[0]) + "</th>"
                        + "".join(f"<td>{html.escape(str(c))}</td>" for c in r[1:]) + "</tr>")
@@ -306,13 +308,23 @@ class CrossCheck:
 
 
 def _fmt_value(x: float, scale: float) -> str:
-    """Six significant digits; values tiny relative to their scale print as 0."""
+    """Five significant digits (statsmodels' own stopping point moves the sixth between BLAS
+    builds); values tiny relative to their scale print as 0."""
     if not np.isfinite(x):
         return "NA"
     if abs(x) < 1e-8 * scale:
         return "0"
-    s = f"{x:#.6g}"
+    s = f"{x:#.5g}"
     return s[:-1] if s.endswith(".") else s
+
+
+def _fmt_rel(r: float, floor: float) -> str:
+    """A relative difference as a decade bound, ``<1e-05``; anything below ``floor`` as
+    ``<floor``. The digits of such tiny differences depend on the BLAS and on where
+    statsmodels' optimizer stops, the decade rarely does."""
+    if not np.isfinite(r):
+        return "NA"
+    return f"<{floor:.0e}" if r < floor else _bound(r)
 
 
 def _bound(x: float) -> str:
@@ -320,18 +332,6 @@ def _bound(x: float) -> str:
     if x == 0:
         return "0"
     return f"<{10.0 ** np.ceil(np.log10(x) + 1e-12):.0e}"
-
-
-def _fmt_diffs(a: float, r: float, x: float, y: float, scale: float) -> tuple[str, str]:
-    """Differences as order-of-magnitude bounds, so the text does not change with the BLAS or with
-    where statsmodels' optimizer happens to stop; below ``TINY_REL`` (relative) both are bounded
-    by that tolerance."""
-    if not (np.isfinite(a) and np.isfinite(r)):
-        return "NA", "NA"
-    if r < TINY_REL:
-        bound = TINY_REL * max(abs(x), abs(y), scale)
-        return _bound(bound), f"<{TINY_REL:.0e}"
-    return _bound(a), _bound(r)
 
 
 def _sm_fit(model, REML: bool, methods, fit_kwargs):

@@ -212,12 +212,13 @@ def test_crosscheck_table_and_printing():
     assert text[0] == "mmbook vs statsmodels MixedLM (REML; statsmodels optimizer: %s)" % cc.method
     assert text[-1] == cc.verdict == "agree: criteria within 1e-06 (relative), estimates within 1e-04"
     row = next(line for line in text if line.startswith("var Subject (Intercept)"))
-    assert row.split()[3:5] == ["612.090", "612.089"]  # 6 significant digits
-    assert row.split()[5:7] == ["<1e-02", "<1e-05"]  # differences as order-of-magnitude bounds
+    # 5 significant digits and relative differences as decade bounds (floored at 1e-5 for
+    # estimates, 1e-9 for criteria), so the text does not change with the BLAS build
+    assert row.split()[3:6] == ["612.09", "612.09", "<1e-05"]
     crit = next(line for line in text if line.startswith("REML criterion "))
-    assert crit.split()[-2:] == ["<1e-05", "<1e-09"]  # below 1e-9 relative: a bound, stable across BLAS
+    assert crit.split()[-3:] == ["1743.6", "1743.6", "<1e-09"]
     html = cc._repr_html_()
-    assert html.count("<tr>") == len(cc.table) + 1 and "612.090" in html and cc.verdict in html
+    assert html.count("<tr>") == len(cc.table) + 1 and "612.09" in html and cc.verdict in html
 
 
 def test_crosscheck_ml_scale():

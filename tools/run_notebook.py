@@ -10,6 +10,7 @@ it is converted to ``.ipynb`` beside it and the ``.md`` is removed, since a
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,28 @@ from nbclient import NotebookClient
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+_CARRIAGE_RETURN = re.compile(r"^.*\r(?=[^\n])", re.MULTILINE)
+
+
+def coalesce_streams(outputs):
+    """Merge the outputs of each stream and resolve carriage returns, as nbval does.
+
+    The stored text is then what a reader sees and what nbval compares with
+    (trailing spaces are kept: nbval keeps them too).
+    """
+    merged, streams = [], {}
+    for out in outputs:
+        if out.output_type == "stream":
+            if out.name in streams:
+                streams[out.name].text += out.text
+                continue
+            streams[out.name] = out
+        merged.append(out)
+    for out in streams.values():
+        out.text = _CARRIAGE_RETURN.sub("", out.text)
+    return merged
 
 
 def run(path: Path) -> Path:
@@ -34,8 +57,6 @@ def run(path: Path) -> Path:
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent.resolve())}})
     client.execute()
-    from myst_nb.core.utils import coalesce_streams
-
     for cell in nb.cells:  # keep diffs small and stable; store streams as a reader sees them
         cell.get("metadata", {}).pop("execution", None)
         if cell.cell_type == "code":
