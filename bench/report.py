@@ -1,0 +1,79 @@
+"""Print the Markdown pieces of the book's Performance page from a recorded run.
+
+``python -m bench.report [bench/results/latest.json]`` prints the results
+table, the targets and the machine description as Markdown, to paste into
+``book/performance.md`` (the page shows a recorded run; the book build never
+re-runs the benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def targets_markdown(d):
+    lines = ["| case | target | measured | |", "|---|---|---:|---|"]
+    for name, c in d["cases"].items():
+        for t in c["eval"]["targets"]:
+            v = t["value"]
+            if v is None:
+                val = "-"
+            elif "criterion" in t["target"]:
+                val = f"{v:+.1e}"
+            elif "GiB" in t["target"]:
+                val = f"{v:.2f} GiB"
+            else:
+                val = f"{v:.3g}"
+            verdict = {True: "PASS", False: "**FAIL**", None: "not measured"}[t["pass"]]
+            lines.append(f"| {c['label'].replace('|', chr(92) + '|')} | {t['target'].replace('|', chr(92) + '|')} "
+                         f"| {val} | {verdict} |")
+    return "\n".join(lines)
+
+
+def machine_markdown(d):
+    m = d["machine"]
+    py = m.get("python", {})
+    r = m.get("R") or {}
+    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, "
+                     f"{b['num_threads']} thread{'s' if b['num_threads'] != 1 else ''})"
+                     for b in py.get("blas", []))
+    rows = [
+        ("date", m.get("date")),
+        ("CPU", f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB memory"),
+        ("OS", m.get("os")),
+        ("Python", f"{py.get('python')}: numpy {py.get('numpy')}, scipy {py.get('scipy')}, "
+                   f"pandas {py.get('pandas')}, formulaic {py.get('formulaic')}, "
+                   f"statsmodels {py.get('statsmodels')}"),
+        ("BLAS (Python)", blas),
+        ("mmbook", f"{py.get('mmbook')} at commit {m.get('mmbook_commit')}"),
+        ("R", f"{r.get('R')}, lme4 {r.get('lme4')}, Matrix {r.get('Matrix')}"),
+        ("BLAS (R)", f"{r.get('BLAS')} (Debian's reference BLAS)"),
+        ("threads", ", ".join(f"{k}={v}" for k, v in m.get("threads_env", {}).items())),
+        ("whole run", f"{d['total_seconds'] / 60:.1f} min (`{d['command'].strip()}`)"),
+    ]
+    return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    path = Path(argv[0]) if argv else DEFAULT
+    d = json.loads(path.read_text())
+    loads = [v for c in d["cases"].values() for v in (c["loadavg_before"], c["loadavg_after"])]
+    print("## results table\n")
+    print(d["table_markdown"])
+    print("\n## targets\n")
+    print(targets_markdown(d))
+    print("\n## machine\n")
+    print(machine_markdown(d))
+    print(f"\nload average during the run: {min(loads):.1f} to {max(loads):.1f}")
+    cpu = {n: round(c["eval"]["lme4_cpu_ratio"], 1) for n, c in d["cases"].items()
+           if "lme4_cpu_ratio" in c["eval"]}
+    print(f"CPU-time ratios lme4/mmbook: {cpu}")
+
+
+if __name__ == "__main__":
+    main()
