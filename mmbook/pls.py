@@ -295,8 +295,10 @@ class PLS:
                 k = K[0, 0]
                 Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
             else:
-                rows = (np.arange(m1)[None, None, :] * q1 + np.arange(q1)[:, None, None]) + 0 * np.arange(q1)[None, :, None]
-                cols = (np.arange(m1)[None, None, :] * q1 + np.arange(q1)[None, :, None]) + 0 * np.arange(q1)[:, None, None]
+                # K[i, j, l] sits at row l*q1 + i, column l*q1 + j of blockdiag(K)
+                base = np.arange(m1)[None, None, :] * q1
+                rows = np.broadcast_to(base + np.arange(q1)[:, None, None], K.shape)
+                cols = np.broadcast_to(base + np.arange(q1)[None, :, None], K.shape)
                 Kbd = sp.csr_matrix((K.ravel(), (rows.ravel(), cols.ravel())), shape=(m1 * q1, m1 * q1))
                 Lr1 = (B @ Kbd).tocsr() if sp.issparse(B) else np.asarray(Kbd.T @ B.T).T
             W1flat = W1.transpose(2, 0, 1).reshape(m1 * q1, self.p + 1)

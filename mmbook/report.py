@@ -104,7 +104,7 @@ def format_table(rows: list[list[str]], header: list[str], align: list[str], row
     lines.append(" " * rw + " " + " ".join(fmt(h, w, a) for h, w, a in zip(header, widths, align)))
     for name, row in zip(rn, rows):
         lines.append(name.ljust(rw) + " " + " ".join(fmt(c, w, a) for c, w, a in zip(row, widths, align)))
-    return "\n".join(line.rstrip() if False else line for line in lines)
+    return "\n".join(lines)
 
 
 def _random_effects_rows(fit, digits: int = 4):
@@ -229,10 +229,7 @@ def summary_text(fit, digits: int = 4) -> str:
 
 def _cat_number(x: float) -> str:
     """How R's ``cat`` prints a number (up to 7 significant digits)."""
-    s = f"{x:.7g}"
-    if "e" in s:
-        return s
-    return s
+    return f"{x:.7g}"
 
 
 def summary_html(fit) -> str:
