@@ -46,6 +46,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .marginal import _matrix
+
 __all__ = ["MMESolution", "mme_system", "mixed_model_equations", "penalized_loss", "ridge"]
 
 
@@ -74,15 +76,6 @@ def _as_y(y) -> np.ndarray:
     if not np.all(np.isfinite(y)):
         raise ValueError("y has missing or infinite values; drop those rows first")
     return y
-
-
-def _as_X(X, n: int) -> np.ndarray:
-    X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"X must have {n} rows, one per value of y, got shape {X.shape}")
-    return X
 
 
 def _as_Z(Z, n: int) -> sp.csr_matrix:
@@ -226,7 +219,7 @@ def mme_system(X, Z, y, psi, sigma, nlevels=None):
 def _system(X, Z, y, psi, sigma, nlevels):
     y = _as_y(y)
     n = y.size
-    X = _as_X(X, n)
+    X = _matrix(X, "X", n)
     Z = _as_Z(Z, n)
     sigma = _as_sigma(sigma)
     Psi_inv = _psi_inverse(psi, Z.shape[1], nlevels)
@@ -316,7 +309,7 @@ def penalized_loss(y, X, Z, beta, gamma, psi, sigma, nlevels=None) -> float:
     """
     y = _as_y(y)
     n = y.size
-    X = _as_X(X, n)
+    X = _matrix(X, "X", n)
     Z = _as_Z(Z, n)
     sigma = _as_sigma(sigma)
     beta = np.asarray(beta, dtype=float).ravel()
@@ -379,7 +372,7 @@ def ridge(X, y, lam, penalize=None) -> np.ndarray:
         XtX = (X.T @ X).toarray()
         Xty = np.asarray(X.T @ y).ravel()
     else:
-        X = _as_X(X, n)
+        X = _matrix(X, "X", n)
         XtX, Xty = X.T @ X, X.T @ y
     p = XtX.shape[0]
     if penalize is None:

@@ -11,29 +11,18 @@ References, stated per test:
 - Closed forms: empirical moments of mvrnorm, numpy/scipy for the same quantities.
 """
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import reference_path
 from scipy.special import ndtri
 
 import mmbook
 from mmbook.rng import RRandom, _svd_v, qnorm
 
-HERE = Path(__file__).parent
-
-
-def reference(name):
-    for folder in (HERE / "data", HERE.parents[1] / "shared" / "reference"):
-        if (folder / name).exists():
-            return folder / name
-    pytest.fail(f"reference file {name} not found in tests/data or ../shared/reference")
-
-
 @pytest.fixture(scope="module")
-def ref():
-    return json.loads(reference("seed_sims.json").read_text())
+def ref(seed_sims):
+    return seed_sims
 
 
 PSI = np.array([[1.0, 0.25], [0.25, 1.0]])   # the document's psi (Appendix)

@@ -9,29 +9,18 @@ References, stated per test:
   mvrnorm(empirical = TRUE) makes the sample covariance of gamma exactly psi.
 """
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import reference_path
 
 from mmbook.rng import RRandom
 from mmbook.simulation import simulate_random_intercepts, simulate_random_slopes
 
-HERE = Path(__file__).parent
-
-
-def reference(name):
-    for folder in (HERE / "data", HERE.parents[1] / "shared" / "reference"):
-        if (folder / name).exists():
-            return folder / name
-    pytest.fail(f"reference file {name} not found in tests/data or ../shared/reference")
-
-
 @pytest.fixture(scope="module")
-def ref():
-    return json.loads(reference("seed_sims.json").read_text())
+def ref(seed_sims):
+    return seed_sims
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +34,7 @@ def ris():
 
 
 def read_r_csv(name):
-    return pd.read_csv(reference(name), dtype={"clus": str})
+    return pd.read_csv(reference_path(name), dtype={"clus": str})
 
 
 # --- random intercepts ("Simulate a mixed model") -------------------------------------
