@@ -156,13 +156,19 @@ def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False
     return Sigma.tocsr() if sparse else Sigma.toarray()
 
 
-def _expand_psi(psi, Q: int) -> sp.csr_matrix:
+def _square_psi(psi):
+    """``psi`` as a float matrix (sparse stays sparse), checked to be square."""
     if sp.issparse(psi):
         P = sp.csr_matrix(psi, dtype=float)
     else:
         P = np.atleast_2d(np.asarray(psi, dtype=float))
     if P.ndim != 2 or P.shape[0] != P.shape[1]:
         raise ValueError(f"psi must be a square matrix, got shape {P.shape}")
+    return P
+
+
+def _expand_psi(psi, Q: int) -> sp.csr_matrix:
+    P = _square_psi(psi)
     q = P.shape[0]
     if q == Q:
         return sp.csr_matrix(P)

@@ -46,7 +46,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .marginal import _matrix
+from .marginal import _matrix, _square_psi
 
 __all__ = ["MMESolution", "mme_system", "mixed_model_equations", "penalized_loss", "ridge"]
 
@@ -147,12 +147,9 @@ def _psi_inverse(psi, Q: int, nlevels=None) -> sp.csr_matrix:
         return sp.block_diag(inv, format="csr")
     if nlevels is not None:
         raise ValueError("nlevels is only used with a list of per-term covariances in psi")
-    if sp.issparse(psi):
-        P = psi.toarray().astype(float)
-    else:
-        P = np.atleast_2d(np.asarray(psi, dtype=float))
-    if P.ndim != 2 or P.shape[0] != P.shape[1]:
-        raise ValueError(f"psi must be a square matrix, got shape {P.shape}")
+    P = _square_psi(psi)
+    if sp.issparse(P):
+        P = P.toarray()
     q = P.shape[0]
     if q == Q:
         return sp.csr_matrix(_inv_spd(P, "psi"))
