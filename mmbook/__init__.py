@@ -1,9 +1,18 @@
 """mmbook: linear mixed models, written seven ways.
 
-The package behind the book *Thinking about mixed models*. Its core fits
-linear mixed models the way lme4 does (penalized least squares, profiled
-REML/ML criterion); the rest builds the other "forms" of the same model so
-that each chapter can show them explicitly.
+The package behind the book *Thinking about mixed models*:
+
+* :mod:`mmbook.engine` - lme4's pipeline: formula, design, the penalized
+  least squares criterion, the optimizer, the fit object and lme4's verbs
+  around it (predict, simulate, anova, confint, bootstrap);
+* :mod:`mmbook.forms` - the forms of the model that the book writes out
+  (pooling, ICC, the marginal model, Henderson's equations, panel
+  estimators, the Bayesian sampler);
+* :mod:`mmbook.rcompat` - R compatibility for the book's simulations and
+  ``lm`` (R's random numbers, ``summary.lm``);
+* :mod:`mmbook.rprint` - R's printing rules, used by every summary;
+* :mod:`mmbook.crosscheck`, :mod:`mmbook.plots`, :mod:`mmbook.data` - the
+  statsmodels cross-check, figures, data.
 
 Public entry points are imported lazily, so ``import mmbook`` stays cheap and
 the core never imports statsmodels or matplotlib.
@@ -16,15 +25,19 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "load_sleepstudy": "mmbook.data",
-    "lm": "mmbook.lm",
-    "lmer": "mmbook.lmm",
-    "LmerFit": "mmbook.lmm",
-    "LmerControl": "mmbook.lmm",
-    "anova": "mmbook.inference",
+    "lm": "mmbook.rcompat.lm",
+    "lmer": "mmbook.engine.pipeline",
+    "LmerFit": "mmbook.engine.fit",
+    "LmerControl": "mmbook.engine.control",
+    "anova": "mmbook.engine.lrt",
+    "confint": "mmbook.engine.intervals",
+    "bootstrap": "mmbook.engine.bootstrap",
+    "refit": "mmbook.engine.stages",
+    "refit_ml": "mmbook.engine.stages",
     "crosscheck": "mmbook.crosscheck",
     "CrossCheck": "mmbook.crosscheck",
-    "RRandom": "mmbook.rng",
-    "gibbs_lmm": "mmbook.bayes",
+    "RRandom": "mmbook.rcompat.rng",
+    "gibbs_lmm": "mmbook.forms.bayes",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -32,7 +45,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 # Functions that share their module's name are bound eagerly: importing the
 # submodule (``from mmbook.lm import LmFit``) would otherwise leave the package
 # attribute pointing at the module instead of the function.
-from .lm import lm  # noqa: E402
+from .rcompat.lm import lm  # noqa: E402
 from .crosscheck import crosscheck  # noqa: E402  (statsmodels is imported only when it runs)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .design import r_column_name
+from .engine.design import r_column_name
 
 __all__ = ["CrossCheck", "Translation", "crosscheck", "translate"]
 

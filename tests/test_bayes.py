@@ -1,4 +1,4 @@
-"""Tests of mmbook.bayes, the Gibbs sampler for the Bayesian linear mixed model.
+"""Tests of mmbook.forms.bayes, the Gibbs sampler for the Bayesian linear mixed model.
 
 Reference values come from computations stated next to each test: the
 mixed-model equations solved densely, lmer's estimates, a grid over the
@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 import mmbook
-from mmbook.bayes import BayesLMM, Prior, gibbs_lmm
+from mmbook.forms.bayes import BayesLMM, Prior, gibbs_lmm
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 

@@ -1,6 +1,6 @@
 """Every number the reference document prints for its two simulations, from mmbook's fits.
 
-The data are regenerated with mmbook.simulation (R's random numbers, bit for bit) and fitted
+The data are regenerated with mmbook.rcompat.simulation (R's random numbers, bit for bit) and fitted
 with mmbook.lmer; the chapters book/simulate.ipynb and book/appendix_slopes.ipynb print the same.
 
 Sources, stated per test:
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import mmbook
-from mmbook.simulation import simulate_random_intercepts, simulate_random_slopes
+from mmbook.rcompat.simulation import simulate_random_intercepts, simulate_random_slopes
 
 HERE = Path(__file__).parent
 

@@ -1,4 +1,4 @@
-"""mmbook.formula: lme4's formula grammar (bars, ||, nesting, the fixed part, errors).
+"""mmbook.engine.formula: lme4's formula grammar (bars, ||, nesting, the fixed part, errors).
 
 Reference: lme4 1.1-31 (R 4.2.2). The expansions and names below are what lme4 gives for the
 same formulas: ``deparse(formula(fit))`` for the printed text, ``names(getME(fit, "theta"))``
@@ -8,7 +8,7 @@ next to each case).
 
 import pytest
 
-from mmbook.formula import BarTerm, parse_formula, split_top_level
+from mmbook.engine.formula import BarTerm, parse_formula, split_top_level
 
 
 def bars(formula):

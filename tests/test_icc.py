@@ -1,4 +1,4 @@
-"""mmbook.icc: the intraclass correlation and its interval.
+"""mmbook.forms.icc: the intraclass correlation and its interval.
 
 References, stated per test:
 - icc_sleepstudy.json: R 4.2.2, lme4 1.1-31 (how, in its "source" field): the ICC of
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import mmbook
-from mmbook.icc import ICCInterval, icc_interval
+from mmbook.forms.icc import ICCInterval, icc_interval
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "data" / "icc_sleepstudy.json").read_text())

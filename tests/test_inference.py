@@ -1,4 +1,4 @@
-"""mmbook.inference: predict, simulate, refit, bootstrap, anova, confint.
+"""mmbook.engine: predict, simulate, refit, bootstrap, anova, confint.
 
 Reference numbers: tests/data/lme4_inference.json, written by tests/data/make_lme4_inference.R
 (R 4.2.2, lme4 1.1-31) on the same sleepstudy data. lme4 stops its optimizer ~1e-5 short of the
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 import mmbook
-from mmbook import inference
+from mmbook.engine.bootstrap import bootstrap
+from mmbook.engine.stages import refit
 
 REF = json.loads((Path(__file__).parent / "data" / "lme4_inference.json").read_text())
 
@@ -110,24 +111,24 @@ def test_simulate_shape_seed_and_moments(m0):
 
 
 def test_refit_same_response_gives_same_fit(m1):
-    r = inference.refit(m1, m1.mf.y)
+    r = refit(m1, m1.mf.y)
     assert r.objective == pytest.approx(m1.objective, abs=1e-8)
     np.testing.assert_allclose(r.fixef, m1.fixef, rtol=1e-9)
     with pytest.raises(ValueError):
-        inference.refit(m1, m1.mf.y[:-1])
+        refit(m1, m1.mf.y[:-1])
 
 
 def test_bootstrap_is_reproducible_and_prints_a_fixed_bar(m0, capsys):
-    a = inference.bootstrap(m0, lambda f: f.fixef.to_numpy(), nsim=8, seed=3, progress=True)
+    a = bootstrap(m0, lambda f: f.fixef.to_numpy(), nsim=8, seed=3, progress=True)
     out = capsys.readouterr().out
-    b = inference.bootstrap(m0, lambda f: f.fixef.to_numpy(), nsim=8, seed=3)
+    b = bootstrap(m0, lambda f: f.fixef.to_numpy(), nsim=8, seed=3)
     assert a.shape == (8, 2)
     np.testing.assert_array_equal(a, b)
     assert out.endswith("\rbootstrap: [" + "#" * 40 + "] 8/8\n")  # redrawn in place in a terminal
 
 
 def test_lrt_bootstrap_statistic(m0, m1):
-    stat = inference.bootstrap(
+    stat = bootstrap(
         m0, lambda fits: 2 * (fits[1].refit_ml().loglik - fits[0].refit_ml().loglik),
         nsim=5, seed=11, fits=[m0, m1])
     assert stat.shape == (5,)

@@ -1,9 +1,9 @@
-"""mmbook.linalg: batched block factorisations, checked against numpy on each block."""
+"""mmbook.engine.linalg: batched block factorisations, checked against numpy on each block."""
 
 import numpy as np
 import pytest
 
-from mmbook.linalg import (chol_blocks, congruence_blocks, factor_first_term, inv_lower_blocks,
+from mmbook.engine.linalg import (chol_blocks, congruence_blocks, factor_first_term, inv_lower_blocks,
                            solve_lower_blocks, solve_upper_blocks)
 
 

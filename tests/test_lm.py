@@ -20,7 +20,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 import mmbook
-from mmbook.lm import LmFit
+from mmbook.rcompat.lm import LmFit
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,9 +1,9 @@
-"""mmbook.marginal: the conditional and marginal densities of a linear mixed model.
+"""mmbook.forms.marginal: the conditional and marginal densities of a linear mixed model.
 
 References, stated per test:
 - marginal_sleepstudy.json: R 4.2.2, lme4 1.1-31 (script in its "source" field):
   logLik of the ML fits and the REML criterion of the REML fits of three sleepstudy models.
-- fit.loglik / fit.objective: mmbook's profiled criterion (mmbook.pls), an independent
+- fit.loglik / fit.objective: mmbook's profiled criterion (mmbook.engine.pls), an independent
   computation that never forms Sigma; the marginal density must equal it to rounding.
 - scipy.stats.norm / multivariate_normal: closed-form normal densities.
 - Algebra: Sigma = Z psi_big Z' + sigma^2 I, entry by entry.
@@ -19,9 +19,9 @@ import scipy.sparse as sp
 from scipy import stats
 
 import mmbook
-from mmbook.marginal import (Z_matrix, conditional_logdensity, gamma_vector, gls_beta, marginal_cov,
+from mmbook.forms.marginal import (Z_matrix, conditional_logdensity, gamma_vector, gls_beta, marginal_cov,
                              marginal_logdensity, psi_big, reml_logdensity)
-from mmbook.simulation import simulate_random_slopes
+from mmbook.rcompat.simulation import simulate_random_slopes
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "data" / "marginal_sleepstudy.json").read_text())

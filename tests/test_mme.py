@@ -1,4 +1,4 @@
-"""mmbook.mme: Henderson's mixed-model equations, the penalized loss and ridge regression.
+"""mmbook.forms.mme: Henderson's mixed-model equations, the penalized loss and ridge regression.
 
 References, stated per test:
 - lme4_sleepstudy.json: R 4.2.2, lme4 1.1-31 (tests/data/README.md): fixef and ranef of
@@ -6,7 +6,7 @@ References, stated per test:
   The mixed-model equations at lme4's psi = sigma^2 T T' and sigma must give lme4's fixef/ranef.
 - lme4_designs.json, designs/crossed.csv: R 4.2.2, lme4 1.1-31, written by make_lme4_designs.R
   (set.seed(404), 20 subjects x 12 items): the crossed model y ~ x + (1 | subj) + (1 | item).
-- mmbook.lmer: its fixef/ranef come from mmbook.pls (lme4's spherical formulation, a different
+- mmbook.lmer: its fixef/ranef come from mmbook.engine.pls (lme4's spherical formulation, a different
   computation that never inverts psi); the two must agree to rounding.
 - Ridge: numpy.linalg.lstsq on the augmented system [X; sqrt(lam) D^(1/2)] (a closed form).
 """
@@ -21,9 +21,9 @@ import scipy.sparse as sp
 from scipy import stats
 
 import mmbook
-from mmbook.design import model_frame
-from mmbook.marginal import Z_matrix, gamma_vector, psi_big
-from mmbook.mme import mixed_model_equations, mme_system, penalized_loss, ridge
+from mmbook.engine.design import model_frame
+from mmbook.forms.marginal import Z_matrix, gamma_vector, psi_big
+from mmbook.forms.mme import mixed_model_equations, mme_system, penalized_loss, ridge
 
 DATA = Path(__file__).parent / "data"
 SLEEP_REF = json.loads((DATA / "lme4_sleepstudy.json").read_text())["fits"]

@@ -1,4 +1,4 @@
-"""mmbook.panel: cluster means, the within transformation, the within estimator, the hybrid model.
+"""mmbook.forms.panel: cluster means, the within transformation, the within estimator, the hybrid model.
 
 References, stated per test:
 - within estimator vs least squares with one dummy per cluster: mmbook.lm on ``y ~ x1 + x2 + g``
@@ -18,7 +18,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 import mmbook
-from mmbook.panel import add_cluster_means, cluster_means, within, within_fit
+from mmbook.forms.panel import add_cluster_means, cluster_means, within, within_fit
 
 
 @pytest.fixture(scope="module")

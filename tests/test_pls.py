@@ -1,4 +1,4 @@
-"""mmbook.pls: the profiled criterion against its dense textbook form.
+"""mmbook.engine.pls: the profiled criterion against its dense textbook form.
 
 For a given theta, the marginal model is y ~ N(X beta, sigma^2 V) with V = Z Lambda Lambda' Z' + I
 (Bates et al. 2015). Profiling beta (GLS) and sigma out gives
@@ -15,8 +15,8 @@ import pytest
 import scipy.sparse as sp
 
 import mmbook
-from mmbook.design import model_frame
-from mmbook.pls import PLS
+from mmbook.engine.design import model_frame
+from mmbook.engine.pls import PLS
 
 
 def dense_criterion(mf, theta, REML):

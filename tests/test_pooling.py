@@ -1,4 +1,4 @@
-"""mmbook.pooling: complete, no and partial pooling, and the shrinkage weight.
+"""mmbook.forms.pooling: complete, no and partial pooling, and the shrinkage weight.
 
 References, stated per test:
 - no pooling: numpy.linalg.lstsq on each cluster's rows, an independent computation.
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import mmbook
-from mmbook.pooling import (complete_pooling, no_pooling, partial_pooling, pooling_table,
+from mmbook.forms.pooling import (complete_pooling, no_pooling, partial_pooling, pooling_table,
                             shrinkage_table, shrinkage_weight)
 
 

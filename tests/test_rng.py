@@ -1,4 +1,4 @@
-"""mmbook.rng: R-compatible set.seed / runif / rnorm / MASS::mvrnorm.
+"""mmbook.rcompat.rng: R-compatible set.seed / runif / rnorm / MASS::mvrnorm.
 
 References, stated per test:
 - seed_sims.json (R 4.2.2, MASS 7.3-58.2, RNGkind Mersenne-Twister/Inversion/Rejection):
@@ -18,7 +18,7 @@ from conftest import reference_path
 from scipy.special import ndtri
 
 import mmbook
-from mmbook.rng import RRandom, _svd_v, qnorm
+from mmbook.rcompat.rng import RRandom, _svd_v, qnorm
 
 @pytest.fixture(scope="module")
 def ref(seed_sims):

@@ -1,4 +1,4 @@
-"""mmbook.simulation: the reference document's two simulations.
+"""mmbook.rcompat.simulation: the reference document's two simulations.
 
 References, stated per test:
 - sim_ri.csv, sim_ris.csv and seed_sims.json: R 4.2.2 (MASS 7.3-58.2) running the
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from conftest import reference_path
 
-from mmbook.rng import RRandom
-from mmbook.simulation import simulate_random_intercepts, simulate_random_slopes
+from mmbook.rcompat.rng import RRandom
+from mmbook.rcompat.simulation import simulate_random_intercepts, simulate_random_slopes
 
 @pytest.fixture(scope="module")
 def ref(seed_sims):

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from .design import _factor
+from ..engine.design import factor_codes
 
 __all__ = ["cluster_means", "within", "add_cluster_means", "within_fit", "WithinFit"]
 
@@ -94,7 +94,7 @@ def _check(data, columns: list[str], group: str) -> None:
 
 def _codes(data: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
     """Cluster index per row and cluster labels (R's factor order, as lme4)."""
-    return _factor(data, group)
+    return factor_codes(data, group)
 
 
 def _means(values: np.ndarray, codes: np.ndarray, G: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The reference document's two simulated data sets, drawn exactly as R draws them.
 
-Both simulations start from ``set.seed(1234)`` and use :class:`mmbook.rng.RRandom`,
+Both simulations start from ``set.seed(1234)`` and use :class:`mmbook.rcompat.rng.RRandom`,
 so with the default arguments they return the document's data to the last bit
 (checked against R 4.2.2 in ``tests/test_simulation.py``). The order of the draws
 is the document's: the random effects ``gamma`` first, then the residuals ``e``,

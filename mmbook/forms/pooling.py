@@ -37,10 +37,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .design import _factor, model_frame
-from .formula import parse_formula
-from .lm import ALIAS_TOL, lm
-from .lmm import LmerFit, lmer
+from ..engine.design import factor_codes, model_frame
+from ..engine.formula import parse_formula
+from ..rcompat.lm import ALIAS_TOL, lm
+from ..engine.fit import LmerFit
+from ..engine.pipeline import lmer
 
 __all__ = ["complete_pooling", "no_pooling", "partial_pooling", "pooling_table",
            "shrinkage_weight", "shrinkage_table"]
@@ -76,7 +77,7 @@ def _design(formula: str, data: pd.DataFrame, group: str):
     """``y``, ``X``, column names, cluster codes and labels (lme4's level order)."""
     _check_group(data, group)
     mf = model_frame(_fixed_formula(formula), data, random=False)
-    codes, levels = _factor(data.loc[mf.frame.index, [group]], group)
+    codes, levels = factor_codes(data.loc[mf.frame.index, [group]], group)
     return mf.y, mf.X, list(mf.xnames), codes, levels
 
 

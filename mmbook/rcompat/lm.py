@@ -282,7 +282,7 @@ def lm(formula: str, data: pd.DataFrame, *, data_name: str | None = None,
     >>> round(fit.coef["Days"], 3)
     10.467
     """
-    from mmbook.design import model_frame  # the lead engineer's design module
+    from ..engine.design import model_frame
 
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a string such as 'y ~ x', not {type(formula).__name__}")

@@ -223,7 +223,7 @@ def summary_text(fit, digits: int = 4) -> str:
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
                    f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
     if fit.is_singular:
-        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see help('isSingular')")
+        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
     return "\n".join(out) + "\n"
 
 

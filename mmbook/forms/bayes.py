@@ -54,9 +54,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .design import ModelFrame, model_frame
-from .formula import parse_formula
-from .linalg import chol_blocks, solve_lower_blocks, solve_upper_blocks
+from ..engine.design import ModelFrame, model_frame
+from ..engine.formula import parse_formula
+from ..engine.linalg import chol_blocks, solve_lower_blocks, solve_upper_blocks
 
 with warnings.catch_warnings():  # ArviZ announces its refactor once a day with a FutureWarning
     warnings.simplefilter("ignore", FutureWarning)
@@ -173,7 +173,7 @@ class BayesLMM:
         if prior is None:
             prior = Prior()
         elif not isinstance(prior, Prior):
-            raise TypeError(f"prior must be a mmbook.bayes.Prior, got {type(prior).__name__}")
+            raise TypeError(f"prior must be a mmbook.forms.bayes.Prior, got {type(prior).__name__}")
         f = parse_formula(formula)
         if len(f.random) != 1:
             what = "no random-effects term" if not f.random else \
@@ -201,7 +201,7 @@ class BayesLMM:
                                  f"({', '.join(term.cnames)}), got {len(prior.psi_scale)}")
             self.psi_scale = np.array(prior.psi_scale)
 
-        # cross-products, formed once; per-level blocks element-major (q, q, m) as in mmbook.linalg
+        # cross-products, formed once; per-level blocks element-major (q, q, m) as in mmbook.engine.linalg
         q, p, m = self.q, self.p, self.m
         self.XtX, self.Xty = X.T @ X, X.T @ y
         self.ZtZ = np.empty((q, q, m))
@@ -367,7 +367,7 @@ class BayesLMM:
             posterior["rho"] = psi[:, :, i, j] / (tau[:, :, i] * tau[:, :, j])
             dims["rho"] = ["re_pair"]
             coords["re_pair"] = [f"{cn[a]},{cn[b]}" for a, b in zip(i, j)]
-        attrs = {"formula": self.mf.formula.text, "sampler": "Gibbs (mmbook.bayes)",
+        attrs = {"formula": self.mf.formula.text, "sampler": "Gibbs (mmbook.forms.bayes)",
                  "beta_var": float(self.prior.beta_var), "sigma_prior": f"half-Cauchy(0, {self.sigma_scale:.6g})",
                  "psi_prior": f"Huang-Wand(nu={self.prior.psi_df:g}, A=[{', '.join(f'{x:.6g}' for x in self.psi_scale)}])"}
         if fix_sigma is not None:
@@ -391,7 +391,7 @@ def gibbs_lmm(formula: str, data: pd.DataFrame, draws: int = 1000, tune: int = 5
     """Sample the posterior of a Bayesian linear mixed model by Gibbs sampling.
 
     The model and the steps of the sampler are in the docstring of
-    :mod:`mmbook.bayes`:
+    :mod:`mmbook.forms.bayes`:
     ``y ~ N(X beta + Z gamma, sigma^2 I)``, ``gamma_c ~ N(0, psi)``,
     ``beta ~ N(0, v I)``, ``sigma ~ Half-Cauchy(0, r)``, and half-t priors on
     the standard deviations in ``psi`` (Huang and Wand's inverse-Wishart

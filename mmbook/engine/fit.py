@@ -1,160 +1,42 @@
-"""``lmer``: fit a linear mixed model by REML or maximum likelihood, as lme4 does.
+"""The fit object: a fitted linear mixed model and everything computed from it.
 
-The fit is a pipeline of stages, each callable on its own (lme4's
-``lFormula`` -> ``mkLmerDevfun`` -> ``optimizeLmer`` -> ``mkMerMod``):
-
-1. :func:`mmbook.design.model_frame` - formula and data to ``y``, ``X`` and
-   the random-effects terms;
-2. :class:`mmbook.pls.PLS` - the profiled criterion as a function of
-   ``theta``;
-3. :func:`mmbook.optimize.minimize_theta` - its minimum;
-4. :class:`LmerFit` - the estimates and everything computed from them.
-
-The model is
-
-.. math::  y = X\\beta + Z\\gamma + e, \\quad \\gamma \\sim N(0, \\psi), \\quad
-           e \\sim N(0, \\sigma^2 I), \\quad \\psi = \\sigma^2 \\Lambda_\\theta \\Lambda_\\theta' .
+:class:`LmerFit` holds the model frame, the criterion (:class:`PLS`), the
+optimizer's result and the settings it was made with; estimates follow
+lme4's extractor functions under their names (``fixef``, ``vcov``,
+``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``) and
+the model's matrices under the names of Bates et al. (2015): ``X``, ``y``,
+``Z``, ``Lambda``, ``u``, ``b``.
 """
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from .design import ModelFrame, model_frame
-from .formula import parse_formula
-from .optimize import OptimizeResult, minimize_theta
+from .control import LmerControl
+from .design import ModelFrame
+from .intervals import confint
+from .optimize import OptimizeResult
 from .pls import PLS, PLSSolution
+from .predict import predict, simulate
+from .report import summary_html, summary_text
+from .stages import refit_ml
 
-__all__ = ["LmerControl", "LmerFit", "SingularFitWarning", "lmer", "blas_threads"]
-
-
-@contextmanager
-def blas_threads(n: int | None):
-    """Limit the BLAS thread pools to ``n`` threads inside the block (no-op for None)."""
-    if n is None:
-        yield
-        return
-    global _CONTROLLER
-    if _CONTROLLER is None:  # scanning the loaded libraries costs ~0.3 ms: do it once
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=n, user_api="blas"):
-        yield
+__all__ = ["LmerFit", "make_name"]
 
 
-_CONTROLLER = None
-
-
-class SingularFitWarning(UserWarning):
-    """The estimated random-effects covariance is singular (a variance or a correlation at its bound)."""
-
-
-def _make_name(name: str) -> str:
+def make_name(name: str) -> str:
     """R's ``make.names``: characters not allowed in a name become ``.``; a bad start gets ``X``."""
-    import re
-
     out = re.sub(r"[^A-Za-z0-9._]", ".", name)
     if not re.match(r"[A-Za-z]|\.(?![0-9])", out):
         out = "X" + out
     return out
 
-
-@dataclass(frozen=True)
-class LmerControl:
-    """How ``lmer`` fits: optimizer settings and checks (lme4's ``lmerControl``).
-
-    Attributes
-    ----------
-    ftol, gtol : float
-        L-BFGS-B stopping tolerances on the criterion and the projected gradient.
-    grad_step : float
-        Relative step of the finite-difference gradient.
-    central : bool
-        Central instead of forward differences (twice the evaluations).
-    polish : bool
-        Newton steps after L-BFGS-B so that ``theta`` is accurate to many
-        digits, not just the criterion.
-    singular_tol : float
-        A diagonal element of ``theta`` below this is "on the boundary"
-        (lme4's ``isSingular(tol = 1e-4)``).
-    check_singular : bool
-        Warn about a singular fit, as lme4's message does.
-    blas_threads : int or None
-        BLAS threads during the fit (None: leave as is). The criterion works
-        on small matrices, where OpenBLAS's threads cost more than they give
-        (4x slower on a 2-core machine), so the default is 1.
-    """
-
-    ftol: float = 1e-12
-    gtol: float = 1e-6
-    grad_step: float = 1e-6
-    central: bool = False
-    polish: bool = True
-    singular_tol: float = 1e-4
-    check_singular: bool = True
-    blas_threads: int | None = 1
-
-
-def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
-         start: np.ndarray | None = None) -> "LmerFit":
-    """Fit a linear mixed model, as lme4's ``lmer``.
-
-    Parameters
-    ----------
-    formula : str
-        An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
-    REML : bool, default True
-        Estimate by restricted maximum likelihood (True) or maximum likelihood.
-    control : LmerControl, optional
-    start : array_like, optional
-        Starting ``theta``. Default: a moment estimate for random-intercept
-        terms (:meth:`mmbook.pls.PLS.moment_start`) and lme4's start (1 on the
-        diagonal of ``T``, 0 below it) for the others.
-
-    Returns
-    -------
-    LmerFit
-
-    Examples
-    --------
-    >>> import mmbook
-    >>> fit = mmbook.lmer("Reaction ~ Days + (Days | Subject)", mmbook.load_sleepstudy())
-    >>> round(fit.objective, 4)
-    1743.6283
-    """
-    control = control or LmerControl()
-    with blas_threads(control.blas_threads):
-        return _lmer(formula, data, REML, control, start)
-
-
-def _lmer(formula, data, REML, control, start):
-    f = parse_formula(formula)
-    if not f.random:
-        raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
-                         "or use mmbook.lm for a model without random effects")
-    mf = model_frame(f, data, drop_rank=True, stacklevel=4)  # user -> lmer -> _lmer -> model_frame
-    pls = PLS(mf, REML=REML)
-    theta0 = pls.moment_start() if start is None else np.asarray(start, dtype=float)
-    if theta0.shape != pls.theta0.shape:
-        raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
-    opt = minimize_theta(pls.objective, theta0, pls.lower, grad_step=control.grad_step,
-                         ftol=control.ftol, gtol=control.gtol, polish=control.polish, central=control.central)
-    if not np.isfinite(opt.fun):
-        raise RuntimeError("the optimizer found no finite value of the criterion")
-    fit = LmerFit(mf=mf, pls=pls, opt=opt, control=control, data=data)
-    for m in opt.messages:
-        warnings.warn(m, RuntimeWarning, stacklevel=3)
-    if control.check_singular and fit.is_singular:
-        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning, stacklevel=3)
-    return fit
 
 
 @dataclass(eq=False)
@@ -173,6 +55,7 @@ class LmerFit:
     opt: OptimizeResult
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
+    messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -240,6 +123,48 @@ class LmerFit:
         ml = PLS(self.mf, REML=False)
         return ml.objective(self.opt.theta)
 
+    # ------------------------------------------------ the model's matrices
+    @property
+    def X(self) -> np.ndarray:
+        """Fixed-effects model matrix, shape (n, p), with columns named by :attr:`fixef`'s index."""
+        return self.mf.X
+
+    @property
+    def y(self) -> np.ndarray:
+        """The response, shape (n,)."""
+        return self.mf.y
+
+    @cached_property
+    def Z(self) -> sp.csr_matrix:
+        """Random-effects model matrix, sparse, shape (n, q): the terms side by side, levels within a term.
+
+        Within a term, the columns of a level are adjacent (level-major), as
+        lme4's ``getME(fit, "Z")``; ``Z @ b == fit.Zgamma()``.
+        """
+        return sp.hstack([t.Z() for t in self.terms], format="csr")
+
+    @cached_property
+    def Lambda(self) -> sp.csr_matrix:
+        """Relative covariance factor ``Lambda_theta``, sparse (q, q): ``b = Lambda u``, ``Var(b) = sigma^2 Lambda Lambda'``."""
+        blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(self.T(k)), format="csr")
+                  for k, t in enumerate(self.terms)]
+        return sp.block_diag(blocks, format="csr")
+
+    @property
+    def u(self) -> np.ndarray:
+        """Spherical random effects, shape (q,), in the column order of :attr:`Z` (lme4's ``getME(fit, "u")``)."""
+        return np.concatenate([uk.ravel() for uk in self.solution.u])
+
+    @property
+    def b(self) -> np.ndarray:
+        """Random effects on the data scale, ``b = Lambda u``, shape (q,), in :attr:`Z`'s column order."""
+        return np.concatenate([g.ravel() for g in self.solution.gamma])
+
+    @cached_property
+    def stderror(self) -> pd.Series:
+        """Standard errors of the fixed effects, ``sqrt(diag(vcov))`` (conditional on the variance parameters)."""
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index, name="Std. Error")
+
     @property
     def ngroups(self) -> dict:
         """Number of levels of each grouping factor, lme4's ``ngrps``."""
@@ -300,7 +225,7 @@ class LmerFit:
         seen: dict[str, int] = {}
         out = []
         for t in self.terms:
-            name = t.group if counts[t.group] == 1 else _make_name(t.group)
+            name = t.group if counts[t.group] == 1 else make_name(t.group)
             k = seen.get(name, 0)
             out.append(name if k == 0 else f"{name}.{k}")
             seen[name] = k + 1
@@ -406,21 +331,15 @@ class LmerFit:
 
     # ------------------------------------------------------------ methods
     def predict(self, newdata: pd.DataFrame | None = None, re_form="all", allow_new_levels: bool = False):
-        """Predictions (lme4's ``predict``); see :func:`mmbook.inference.predict`."""
-        from .inference import predict
-
+        """Predictions (lme4's ``predict``); see :func:`mmbook.engine.predict.predict`."""
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
 
     def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
-        """Responses simulated from the fitted model; see :func:`mmbook.inference.simulate`."""
-        from .inference import simulate
-
+        """Responses simulated from the fitted model; see :func:`mmbook.engine.predict.simulate`."""
         return simulate(self, nsim=nsim, seed=seed)
 
     def confint(self, method: str = "Wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
-        """Confidence intervals; see :func:`mmbook.inference.confint`."""
-        from .inference import confint
-
+        """Confidence intervals; see :func:`mmbook.engine.intervals.confint`."""
         return confint(self, method=method, level=level, **kwargs)
 
     def icc(self) -> float:
@@ -436,18 +355,10 @@ class LmerFit:
         return float(tau2 / (tau2 + self.sigma ** 2))
 
     def refit_ml(self) -> "LmerFit":
-        """The same model fitted by maximum likelihood (as lme4's ``refitML``)."""
-        if not self.REML:
-            return self
-        pls = PLS(self.mf, REML=False)
-        c = self.control
-        opt = minimize_theta(pls.objective, self.opt.theta, pls.lower, grad_step=c.grad_step, ftol=c.ftol,
-                             gtol=c.gtol, polish=c.polish, central=c.central)
-        return LmerFit(mf=self.mf, pls=pls, opt=opt, control=self.control, data=self.data)
+        """The same model fitted by maximum likelihood (lme4's ``refitML``); see :func:`mmbook.engine.stages.refit_ml`."""
+        return refit_ml(self)
 
     def summary(self) -> str:
-        from .report import summary_text
-
         return summary_text(self)
 
     def __str__(self) -> str:
@@ -458,6 +369,4 @@ class LmerFit:
         return f"<LmerFit {self.formula!r}: {crit} {self.objective:.4f}, n={self.nobs}>"
 
     def _repr_html_(self) -> str:
-        from .report import summary_html
-
         return summary_html(self)

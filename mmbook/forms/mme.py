@@ -31,10 +31,10 @@ after multiplying the loss by :math:`\sigma^2`: ridge regression on the
 columns of ``Z`` with ``X`` unpenalized (:func:`ridge`).
 
 Here ``psi`` is the covariance of all random effects stacked in the column
-order of ``Z`` (``psi_big`` in :mod:`mmbook.marginal`). The equations need
+order of ``Z`` (``psi_big`` in :mod:`mmbook.forms.marginal`). The equations need
 :math:`\psi^{-1}`, so they fail when a variance is zero; lme4's
-formulation with spherical random effects (:mod:`mmbook.pls`) does not.
-This module is for looking at the model; :mod:`mmbook.pls` is what fits it.
+formulation with spherical random effects (:mod:`mmbook.engine.pls`) does not.
+This module is for looking at the model; :mod:`mmbook.engine.pls` is what fits it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .marginal import _matrix, _square_psi
+from .arguments import as_matrix, square_psi
 
 __all__ = ["MMESolution", "mme_system", "mixed_model_equations", "penalized_loss", "ridge"]
 
@@ -107,7 +107,7 @@ def _inv_spd(P: np.ndarray, what: str) -> np.ndarray:
     except (np.linalg.LinAlgError, sla.LinAlgError, ValueError):
         raise ValueError(f"{what} is not positive definite (a variance is zero, or a correlation is "
                          "+-1): the mixed-model equations need its inverse. lme4's form "
-                         "(mmbook.pls.PLS.solve) handles this boundary case") from None
+                         "(mmbook.engine.pls.PLS.solve) handles this boundary case") from None
     Pinv = sla.cho_solve(c, np.eye(len(P)))
     return (Pinv + Pinv.T) * 0.5
 
@@ -147,7 +147,7 @@ def _psi_inverse(psi, Q: int, nlevels=None) -> sp.csr_matrix:
         return sp.block_diag(inv, format="csr")
     if nlevels is not None:
         raise ValueError("nlevels is only used with a list of per-term covariances in psi")
-    P = _square_psi(psi)
+    P = square_psi(psi)
     if sp.issparse(P):
         P = P.toarray()
     q = P.shape[0]
@@ -189,7 +189,7 @@ def mme_system(X, Z, y, psi, sigma, nlevels=None):
     y : array_like, shape (n,)
     psi : array_like, sparse matrix, or list of array_like
         Covariance of the random effects: the ``Q x Q`` matrix of all of them
-        (e.g. :func:`mmbook.marginal.psi_big`), one level's ``q x q``
+        (e.g. :func:`mmbook.forms.marginal.psi_big`), one level's ``q x q``
         covariance repeated ``Q/q`` times, or a list of per-term ``q_k x q_k``
         covariances (see ``nlevels``). Must be positive definite.
     sigma : float
@@ -216,7 +216,7 @@ def mme_system(X, Z, y, psi, sigma, nlevels=None):
 def _system(X, Z, y, psi, sigma, nlevels):
     y = _as_y(y)
     n = y.size
-    X = _matrix(X, "X", n)
+    X = as_matrix(X, "X", n)
     Z = _as_Z(Z, n)
     sigma = _as_sigma(sigma)
     Psi_inv = _psi_inverse(psi, Z.shape[1], nlevels)
@@ -306,7 +306,7 @@ def penalized_loss(y, X, Z, beta, gamma, psi, sigma, nlevels=None) -> float:
     """
     y = _as_y(y)
     n = y.size
-    X = _matrix(X, "X", n)
+    X = as_matrix(X, "X", n)
     Z = _as_Z(Z, n)
     sigma = _as_sigma(sigma)
     beta = np.asarray(beta, dtype=float).ravel()
@@ -369,7 +369,7 @@ def ridge(X, y, lam, penalize=None) -> np.ndarray:
         XtX = (X.T @ X).toarray()
         Xty = np.asarray(X.T @ y).ravel()
     else:
-        X = _matrix(X, "X", n)
+        X = as_matrix(X, "X", n)
         XtX, Xty = X.T @ X, X.T @ y
     p = XtX.shape[0]
     if penalize is None:

@@ -27,8 +27,11 @@ residual sum of squares ``pwrss``. The profiled criteria are then
     -2\\ell_R(\\theta) = \\log|L_\\theta|^2 + \\log|R_X|^2
         + (n-p)\\left(1 + \\log\\frac{2\\pi r^2}{n-p}\\right).
 
-The cross-products in ``M`` are formed once; an evaluation for a new
-``theta`` costs nothing in ``n``. The first (largest) random-effects term
+The cross-products in ``M`` are formed once (:meth:`PLS.reweight`, the seam
+through which prior weights and a GLMM's working weights enter); an
+evaluation for a new ``theta`` costs nothing in ``n``. This module is the
+*predictor* half of the model (lme4's ``merPredD``); the criterion belongs to
+the *response* (:mod:`mmbook.engine.response`). The first (largest) random-effects term
 gives a block-diagonal leading block with one ``q x q`` block per level,
 factorised with batched arithmetic; the remaining terms and ``[X y]`` form
 one dense Schur complement (MixedModels.jl's blocked layout, with all later
@@ -45,10 +48,9 @@ import scipy.sparse as sp
 
 from .design import ModelFrame, RandomTerm
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
+from .response import GaussianResponse
 
-__all__ = ["PLS", "PLSSolution"]
-
-_LOG2PI = np.log(2.0 * np.pi)
+__all__ = ["PLS", "PLSSolution", "BlockedFactor"]
 
 
 @dataclass
@@ -85,28 +87,92 @@ class PLSSolution:
     RX: np.ndarray
 
 
+@dataclass
+class BlockedFactor:
+    """The blocked Cholesky factor ``L`` of ``M(theta)`` (see the module docstring).
+
+    Attributes
+    ----------
+    L11 : ndarray, shape (q1, q1, m1)
+        Diagonal blocks for the first term, ``L11_l L11_l' = T1' A11_l T1 + I``
+        (element-major, as in :mod:`mmbook.engine.linalg`).
+    W1 : ndarray, shape (q1, p + 1, m1)
+        Rows of ``[X y]`` in the first term's columns, ``L11_l^{-1} T1' Z1_l' [X y]``.
+    Lr1 : ndarray, scipy.sparse matrix or None
+        Rows of the remaining terms in the first term's columns (None without
+        other terms, or when only the criterion was asked for).
+    Ld : ndarray, shape (Qr + p + 1, Qr + p + 1)
+        Dense lower factor of the Schur complement: remaining terms, then
+        ``X`` (its block is ``R_X``), then ``y`` (its diagonal is ``sqrt(pwrss)``).
+    logdet11 : float
+        ``log |L11|^2``.
+    Qr : int
+        Number of random effects after the first term.
+    p : int
+        Number of fixed effects.
+    """
+
+    L11: np.ndarray
+    W1: np.ndarray
+    Lr1: object
+    Ld: np.ndarray
+    logdet11: float
+    Qr: int
+    p: int
+
+    @property
+    def RX(self) -> np.ndarray:
+        """``R_X``: lower triangular, ``vcov(beta) = sigma^2 (R_X R_X')^{-1}``."""
+        return self.Ld[self.Qr:self.Qr + self.p, self.Qr:self.Qr + self.p]
+
+    @property
+    def pwrss(self) -> float:
+        """Penalized weighted residual sum of squares ``r^2(theta)``."""
+        return float(self.Ld[-1, -1] ** 2)
+
+    @property
+    def logdet_L(self) -> float:
+        """``log |L_theta|^2`` over all random effects."""
+        return float(self.logdet11 + 2.0 * np.log(np.diagonal(self.Ld)[:self.Qr]).sum())
+
+    @property
+    def logdet_RX(self) -> float:
+        """``log |R_X|^2``."""
+        return float(2.0 * np.log(np.diagonal(self.Ld)[self.Qr:self.Qr + self.p]).sum())
+
+    def is_valid(self) -> bool:
+        d = np.diagonal(self.Ld)
+        return bool(np.all(np.isfinite(d)) and d[-1] > 0 and self.logdet11 == self.logdet11)
+
+
 class PLS:
-    """The profiled criterion of a linear mixed model as a function of ``theta``.
+    """The penalized least squares problem of a linear mixed model, as a function of ``theta``.
 
     Parameters
     ----------
     mf : ModelFrame
         ``y``, ``X`` and at least one random-effects term.
     REML : bool
-        Criterion: REML (True) or ML deviance (False).
+        Criterion: REML (True) or ML deviance (False); it is owned by
+        :attr:`response` (a :class:`~mmbook.engine.response.GaussianResponse`).
+    sqrtw : array_like, optional
+        Square roots of the prior weights, one per row (default: all 1).
+
+    Notes
+    -----
+    Follows lme4's ``merPredD`` (Bates et al. 2015, section 3) with
+    MixedModels.jl's blocked layout: the first term's diagonal blocks are
+    factored with batched arithmetic, everything after it is one dense
+    Schur complement.
     """
 
-    def __init__(self, mf: ModelFrame, REML: bool = True):
+    def __init__(self, mf: ModelFrame, REML: bool = True, sqrtw=None):
         if not mf.terms:
             raise ValueError("a linear mixed model needs at least one random-effects term, like (1 | g)")
-        self.REML = bool(REML)
         self.terms: list[RandomTerm] = mf.terms
         self.n, self.p = mf.n, mf.p
-        if self.REML and self.n <= self.p:
-            raise ValueError(f"REML needs more observations (n={self.n}) than fixed effects (p={self.p})")
-        XY = np.column_stack([mf.X, mf.y])
-        self._XY = XY
-        self.Axyxy = XY.T @ XY
+        self.response = GaussianResponse(n=self.n, p=self.p, REML=REML)
+        self.X, self.y = mf.X, mf.y
 
         # theta layout: term k owns theta[off[k]:off[k+1]]
         sizes = [t.ntheta for t in self.terms]
@@ -114,38 +180,78 @@ class PLS:
         self.lower = np.concatenate([t.theta_lower() for t in self.terms])
         self.theta0 = np.concatenate([t.theta_start() for t in self.terms])
 
-        # first term: block diagonal, by bincount (one pass per pair of columns)
         t1 = self.terms[0]
         self.m1, self.q1 = t1.nlevels, t1.q
+        self.rest = self.terms[1:]
+        self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
+        if self.rest:
+            self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
+            self._rest_scalar = all(t.q == 1 for t in self.rest)
+        self.sqrtw = None
+        self.reweight(sqrtw)
+
+    @property
+    def REML(self) -> bool:
+        return self.response.REML
+
+    # -------------------------------------------------------- cross-products
+    def reweight(self, sqrtw=None, y=None) -> "PLS":
+        """Form the cross-products of ``[Z X y]`` with row ``i`` scaled by ``sqrtw[i]``.
+
+        The one place where the data enter the factorisation (lme4's
+        ``updateXwts``): prior weights for ``lmer``, the working weights and
+        working response of each PIRLS step for a GLMM. Every cached
+        cross-product is re-formed here, so nothing stale survives a change
+        of weights.
+
+        Parameters
+        ----------
+        sqrtw : ndarray, shape (n,), optional
+            Square roots of the weights (None: unit weights).
+        y : ndarray, shape (n,), optional
+            A new response (default: keep the current one).
+        """
+        if y is not None:
+            self.y = np.asarray(y, dtype=float)
+        self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
+        w = self.sqrtw
+        XY = np.column_stack([self.X, self.y])
+        if w is not None:
+            XY = XY * w[:, None]
+        self._XY = XY
+        self.Axyxy = XY.T @ XY
+
+        # first term: block diagonal, by bincount (one pass per pair of columns)
+        t1 = self.terms[0]
         m1, q1 = self.m1, self.q1
-        # blocks are stored element-major, (q, q, m): see mmbook.linalg
-        A11 = np.empty((q1, q1, m1))
+        z1 = t1.z if w is None else t1.z * w[:, None]
+        A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
         for a in range(q1):
             for b in range(a + 1):
-                A11[a, b] = A11[b, a] = np.bincount(t1.refs, t1.z[:, a] * t1.z[:, b], minlength=m1)
+                A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
         self.A11 = A11
         A1xy = np.empty((q1, self.p + 1, m1))
         for a in range(q1):
             for c in range(self.p + 1):
-                A1xy[a, c] = np.bincount(t1.refs, t1.z[:, a] * XY[:, c], minlength=m1)
+                A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
         self.A1xy = A1xy
 
         # remaining terms: sparse cross-products with everything else
-        self.rest = self.terms[1:]
-        self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
         if self.rest:
+            W = sp.diags(w) if w is not None else None
             Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
             Z1 = t1.Z().tocsc()
+            if W is not None:
+                Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
             Ar1 = (Zr.T @ Z1).tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
             self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
             self.Arr = (Zr.T @ Zr).toarray()
             self.Arxy = np.asarray(Zr.T @ XY)
-            self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
-            self._rest_scalar = all(t.q == 1 for t in self.rest)
             self._gram = None
             if self._rest_scalar and q1 == 1 and not self._rest_dense:
                 self._gram = _gram_pattern(Ar1)
+        return self
 
     # ------------------------------------------------------------------ start
     def moment_start(self) -> np.ndarray:
@@ -164,14 +270,14 @@ class PLS:
                 if t.q == 1 and np.all(t.z[:, 0] == 1.0)]
         if not icpt:
             return theta
-        X, y = self._XY[:, :-1], self._XY[:, -1]
+        X, y = self.X, self.y
         if self.p:
             beta = np.linalg.lstsq(X, y, rcond=None)[0]
             r = y - X @ beta
         else:
             r = y - y.mean()
         total = r.var()
-        if not total > 0:
+        if not total > 0 or not np.isfinite(total):
             return theta
         counts = {k: np.maximum(np.bincount(self.terms[k].refs, minlength=self.terms[k].nlevels), 1)
                   for k in icpt}
@@ -219,134 +325,136 @@ class PLS:
         return sp.csr_matrix((theta[idx], (rows, cols)), shape=(Q, Q))
 
     # -------------------------------------------------------------- factorise
-    def factor(self, theta: np.ndarray, full: bool = True):
-        """Blocked Cholesky factor of ``M(theta)``.
+    def factor(self, theta: np.ndarray, full: bool = True) -> BlockedFactor:
+        """Blocked Cholesky factor of ``M(theta)``, in three named steps.
 
-        Returns ``(L11, W1, Lr1, Ld, logdet11)``: the first term's diagonal blocks
-        ``L11`` (q1, q1, m1) with ``L11_l L11_l' = T1' A11_l T1 + I``; the
-        ``[X y]`` rows in the first term's columns, ``W1_l = L11_l^{-1} T1' Z1_l'[X y]``
-        (q1, p+1, m1); the rows of the remaining terms in the first term's
-        columns, ``Lr1`` (``None`` without other terms; columns level by
-        level); and the dense lower factor ``Ld`` of the Schur complement
-        (remaining terms, then ``X``, then ``y``); ``logdet11`` is
-        ``log |L11|^2``. With ``full=False`` (the criterion alone), ``Lr1``
-        may be returned as ``None`` where forming it would cost a pass over
-        the remaining terms' cross-products.
+        1. :meth:`_factor_first_term`: the first term's diagonal blocks and
+           the ``[X y]`` rows in its columns;
+        2. :meth:`_schur_complement`: what the first term leaves of the
+           remaining terms and ``[X y]``;
+        3. a dense Cholesky factor of that Schur complement.
+
+        With ``full=False`` (the criterion alone) ``Lr1`` may be left out
+        where forming it would cost a pass over the cross-products.
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            ``M(theta)`` is not positive definite (``theta`` is invalid, or
+            ``X`` is rank deficient).
         """
         theta = np.asarray(theta, dtype=float)
         T1 = self.T(0, theta)
-        L11, W1, logdet11 = factor_first_term(T1, self.A11, self.A1xy)
+        L11, W1, logdet11 = self._factor_first_term(T1)
+        S, Lr1 = self._schur_complement(theta, T1, L11, W1, full)
+        Ld = _cholesky_lower(S)
+        return BlockedFactor(L11=L11, W1=W1, Lr1=Lr1, Ld=Ld, logdet11=float(logdet11), Qr=self.Qr, p=self.p)
+
+    def _factor_first_term(self, T1):
+        """``L11_l L11_l' = T1' A11_l T1 + I`` and ``W1_l = L11_l^{-1} T1' A1xy_l`` for every level ``l``."""
+        return factor_first_term(T1, self.A11, self.A1xy)
+
+    def _schur_complement(self, theta, T1, L11, W1, full):
+        """The Schur complement of the first term's block, and ``Lr1`` (the rows of the other terms).
+
+        Its rows and columns are the remaining terms' random effects, then
+        ``X``, then ``y``; only the lower triangle is meaningful.
+        """
         S_xy = self.Axyxy.copy()
         for a in range(self.q1):
             S_xy -= W1[a] @ W1[a].T
-        Lr1 = None
-        if self.Qr:
-            q1, m1 = self.q1, self.m1
-            lam = self.Lambda_rest(theta)
-            if self._rest_scalar and q1 == 1:
-                # L21 = diag(lam) Ar1 diag(k), so L21 L21' = diag(lam) Ar1 diag(k^2) Ar1' diag(lam)
-                k = T1[0, 0] / L11[0, 0]
-                if self._rest_dense:
-                    G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
-                elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
-                    M, indices, indptr = self._gram
-                    G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
-                else:
-                    Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
-                                        self.Ar1.indptr), shape=self.Ar1.shape)
-                    G = (Ak @ Ak.T).toarray()
-                r = self.p + 1
-                S = np.empty((self.Qr + r, self.Qr + r))  # only its lower triangle is read
-                S_rr = S[:self.Qr, :self.Qr]
-                np.subtract(self.Arr, G, out=S_rr)
-                S_rr *= lam[:, None]
-                S_rr *= lam[None, :]
-                S_rr[np.diag_indices(self.Qr)] += 1.0
-                LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
-                S[self.Qr:, :self.Qr] = (lam[:, None] * (self.Arxy - LW)).T
-                S[self.Qr:, self.Qr:] = S_xy
-                # LAPACK on the transposed (Fortran-ordered) view: no copy of S
-                U, info = sla.lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=int(full))
-                if info != 0:
-                    raise np.linalg.LinAlgError("matrix is not positive definite")
-                Ld = U.T
-                if not full:
-                    return L11, W1, None, Ld, logdet11
-                Lr1 = (sp.diags(lam) @ self.Ar1 @ sp.diags(k)).tocsr() if sp.issparse(self.Ar1) \
-                    else (lam[:, None] * self.Ar1) * k[None, :]
-                return L11, W1, Lr1, Ld, logdet11
-            if self._rest_scalar:
-                B = lam[:, None] * self.Ar1 if self._rest_dense else sp.diags(lam) @ self.Ar1
-                LamArr = lam[:, None] * self.Arr * lam[None, :]
-                LamArxy = lam[:, None] * self.Arxy
-            else:
-                B = lam.T @ self.Ar1
-                LamArr = np.asarray(lam.T @ (lam.T @ self.Arr.T).T)
-                LamArxy = np.asarray(lam.T @ self.Arxy)
-            # K_l = T1 L11_l^{-T}: the first term's columns of L21 are B times blockdiag(K)
-            Linv = inv_lower_blocks(L11)
-            K = np.zeros((q1, q1, m1))
-            for i in range(q1):
-                for j in range(q1):
-                    for a in range(q1):
-                        if T1[i, a] != 0.0:
-                            K[i, j] += T1[i, a] * Linv[j, a]
-            if q1 == 1:
-                k = K[0, 0]
-                Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
-            else:
-                # K[i, j, l] sits at row l*q1 + i, column l*q1 + j of blockdiag(K)
-                base = np.arange(m1)[None, None, :] * q1
-                rows = np.broadcast_to(base + np.arange(q1)[:, None, None], K.shape)
-                cols = np.broadcast_to(base + np.arange(q1)[None, :, None], K.shape)
-                Kbd = sp.csr_matrix((K.ravel(), (rows.ravel(), cols.ravel())), shape=(m1 * q1, m1 * q1))
-                Lr1 = (B @ Kbd).tocsr() if sp.issparse(B) else np.asarray(Kbd.T @ B.T).T
-            W1flat = W1.transpose(2, 0, 1).reshape(m1 * q1, self.p + 1)
-            if sp.issparse(Lr1):
-                LLt = (Lr1 @ Lr1.T).toarray()
-                LW = np.asarray(Lr1 @ W1flat)
-            else:
-                # Lr1 Lr1' by SYRK on the transposed (Fortran-ordered) view: half the flops, no copy
-                LLt = sla.blas.dsyrk(1.0, Lr1.T, trans=1, lower=1)
-                LW = Lr1 @ W1flat
-            S_rr = LamArr - LLt
-            S_rr[np.diag_indices_from(S_rr)] += 1.0
-            S_rxy = LamArxy - LW
-            S = np.block([[S_rr, S_rxy], [S_rxy.T, S_xy]])
-        else:
-            S = S_xy
-        # numpy's call overhead is smaller on the tiny matrices of one-factor models
-        Ld = np.linalg.cholesky(S) if len(S) <= 64 else sla.cholesky(S, lower=True, check_finite=False)
-        return L11, W1, Lr1, Ld, logdet11
+        if not self.Qr:
+            return S_xy, None
+        lam = self.Lambda_rest(theta)
+        if self._rest_scalar and self.q1 == 1:
+            return self._schur_scalar(T1, L11, W1, S_xy, lam, full)
+        return self._schur_general(T1, L11, W1, S_xy, lam)
 
+    def _schur_scalar(self, T1, L11, W1, S_xy, lam, full):
+        """Scalar first and later terms: ``L21 = diag(lam) Ar1 diag(k)`` with ``k = T1 / L11``."""
+        k = T1[0, 0] / L11[0, 0]
+        if self._rest_dense:
+            G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
+        elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
+            M, indices, indptr = self._gram
+            G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
+        else:
+            Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
+                                self.Ar1.indptr), shape=self.Ar1.shape)
+            G = (Ak @ Ak.T).toarray()
+        Qr, r = self.Qr, self.p + 1
+        S = np.empty((Qr + r, Qr + r))
+        S_rr = S[:Qr, :Qr]
+        np.subtract(self.Arr, G, out=S_rr)
+        S_rr *= lam[:, None]
+        S_rr *= lam[None, :]
+        S_rr[np.diag_indices(Qr)] += 1.0
+        LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
+        S[Qr:, :Qr] = (lam[:, None] * (self.Arxy - LW)).T
+        S[:Qr, Qr:] = 0.0  # upper triangle: not read
+        S[Qr:, Qr:] = S_xy
+        if not full:
+            return S, None
+        Lr1 = (sp.diags(lam) @ self.Ar1 @ sp.diags(k)).tocsr() if sp.issparse(self.Ar1) \
+            else (lam[:, None] * self.Ar1) * k[None, :]
+        return S, Lr1
+
+    def _schur_general(self, T1, L11, W1, S_xy, lam):
+        """Any first term and any later terms: ``L21 = Lambda_r' Ar1 blockdiag(T1 L11^{-T})``."""
+        q1, m1 = self.q1, self.m1
+        if self._rest_scalar:
+            B = lam[:, None] * self.Ar1 if self._rest_dense else sp.diags(lam) @ self.Ar1
+            LamArr = lam[:, None] * self.Arr * lam[None, :]
+            LamArxy = lam[:, None] * self.Arxy
+        else:
+            B = lam.T @ self.Ar1
+            LamArr = np.asarray(lam.T @ (lam.T @ self.Arr.T).T)
+            LamArxy = np.asarray(lam.T @ self.Arxy)
+        # K_l = T1 L11_l^{-T}: the first term's columns of L21 are B times blockdiag(K)
+        Linv = inv_lower_blocks(L11)
+        K = np.einsum("ia,jam->ijm", T1, Linv)
+        if q1 == 1:
+            k = K[0, 0]
+            Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
+        else:
+            # K[i, j, l] sits at row l*q1 + i, column l*q1 + j of blockdiag(K)
+            base = np.arange(m1)[None, None, :] * q1
+            rows = np.broadcast_to(base + np.arange(q1)[:, None, None], K.shape)
+            cols = np.broadcast_to(base + np.arange(q1)[None, :, None], K.shape)
+            Kbd = sp.csr_matrix((K.ravel(), (rows.ravel(), cols.ravel())), shape=(m1 * q1, m1 * q1))
+            Lr1 = (B @ Kbd).tocsr() if sp.issparse(B) else np.asarray(Kbd.T @ B.T).T
+        W1flat = W1.transpose(2, 0, 1).reshape(m1 * q1, self.p + 1)
+        if sp.issparse(Lr1):
+            LLt = (Lr1 @ Lr1.T).toarray()
+            LW = np.asarray(Lr1 @ W1flat)
+        else:
+            # Lr1 Lr1' by SYRK on the transposed (Fortran-ordered) view: half the flops, no copy
+            LLt = sla.blas.dsyrk(1.0, Lr1.T, trans=1, lower=1)
+            LW = Lr1 @ W1flat
+        S_rr = LamArr - LLt
+        S_rr[np.diag_indices_from(S_rr)] += 1.0
+        S_rxy = LamArxy - LW
+        return np.block([[S_rr, S_rxy], [S_rxy.T, S_xy]]), Lr1
+
+    # -------------------------------------------------------------- criterion
     def objective(self, theta: np.ndarray) -> float:
         """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
         try:
-            L11, W1, Lr1, Ld, logdet11 = self.factor(theta, full=False)
-        except (np.linalg.LinAlgError, sla.LinAlgError):
+            F = self.factor(theta, full=False)
+        except (np.linalg.LinAlgError, sla.LinAlgError, ValueError, FloatingPointError):
             return np.inf
-        return self._criterion(logdet11, Ld)
-
-    def _criterion(self, logdet11, Ld) -> float:
-        n, p, Qr = self.n, self.p, self.Qr
-        d = np.diagonal(Ld)
-        if d[-1] <= 0 or not np.all(np.isfinite(d)):
+        if not F.is_valid():
             return np.inf
-        logdet_L = logdet11 + 2.0 * np.log(d[:Qr]).sum()
-        pwrss = d[-1] ** 2
-        if self.REML:
-            nmp = n - p
-            return float(logdet_L + 2.0 * np.log(d[Qr:Qr + p]).sum() + nmp * (1.0 + _LOG2PI + np.log(pwrss / nmp)))
-        return float(logdet_L + n * (1.0 + _LOG2PI + np.log(pwrss / n)))
+        return self.response.objective(F.logdet_L, F.logdet_RX, F.pwrss)
 
     # --------------------------------------------------------------- solution
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """``beta``, the random effects and the pieces of the criterion at ``theta``."""
         theta = np.asarray(theta, dtype=float)
-        L11, W1, Lr1, Ld, logdet11 = self.factor(theta)
+        F = self.factor(theta)
+        L11, W1, Lr1, Ld = F.L11, F.W1, F.Lr1, F.Ld
         p, Qr = self.p, self.Qr
-        d = np.diagonal(Ld)
-        RX = Ld[Qr:Qr + p, Qr:Qr + p]
+        RX = F.RX
         lxy = Ld[Qr + p, Qr:Qr + p]
         beta = sla.solve_triangular(RX, lxy, trans="T", lower=True, check_finite=False) if p else np.zeros(0)
         # right-hand side for u: y-row minus X-rows times beta, in the Z columns
@@ -363,10 +471,8 @@ class PLS:
                 u.append(u2[off:off + t.nlevels * t.q].reshape(t.nlevels, t.q))
                 off += t.nlevels * t.q
         gamma = [uk @ self.T(k, theta).T for k, uk in enumerate(u)]
-        logdet_L = logdet11 + 2.0 * np.log(d[:Qr]).sum()
-        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=float(d[-1] ** 2),
-                           logdet_L=float(logdet_L), logdet_RX=float(2.0 * np.log(d[Qr:Qr + p]).sum()),
-                           RX=RX.copy())
+        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=F.pwrss,
+                           logdet_L=F.logdet_L, logdet_RX=F.logdet_RX, RX=RX.copy())
 
     def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
         """Conditional covariances of the random effects divided by ``sigma^2``.
@@ -376,7 +482,8 @@ class PLS:
         scaling by ``sigma^2``). Returns one (nlevels, q, q) array per term.
         """
         theta = np.asarray(theta, dtype=float)
-        L11, W1, Lr1, Ld, _ = self.factor(theta)
+        F = self.factor(theta)
+        L11, Lr1, Ld = F.L11, F.Lr1, F.Ld
         T1 = self.T(0, theta)
         q1, m1 = self.q1, self.m1
         Linv = inv_lower_blocks(L11).transpose(2, 0, 1)  # (m1, q1, q1)
@@ -399,6 +506,17 @@ class PLS:
             out.append(np.matmul(np.matmul(Tk, Vk), Tk.T))
             off += t.nlevels * t.q
         return out
+
+
+def _cholesky_lower(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of the symmetric ``S`` (lower triangle read), in place when large."""
+    if len(S) <= 64:  # numpy's call overhead is smaller on the tiny matrices of one-factor models
+        return np.linalg.cholesky(S)  # reads the lower triangle only
+    # LAPACK on the transposed (Fortran-ordered) view: no copy of S
+    U, info = sla.lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return U.T
 
 
 def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):

@@ -22,7 +22,7 @@ that the likelihood lme4 maximises is the marginal one.
 
 These functions form ``Sigma`` as a dense ``n x n`` matrix and factorise it
 directly: fine for a few thousand rows, and meant for looking at the model,
-not for fitting it (:mod:`mmbook.pls` never forms ``Sigma``).
+not for fitting it (:mod:`mmbook.engine.pls` never forms ``Sigma``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+
+from .arguments import as_matrix, as_vector, square_psi
 
 __all__ = ["Z_matrix", "gamma_vector", "psi_big", "marginal_cov", "marginal_logdensity",
            "conditional_logdensity", "gls_beta", "reml_logdensity"]
@@ -50,7 +52,7 @@ def Z_matrix(fit) -> sp.csr_matrix:
               (Z_k)_{i,\\, l q_k + j} = z^{(k)}_{ij} \\text{ if row } i \\text{ is in level } l,
 
     term ``k`` contributing ``nlevels_k * q_k`` columns, level by level
-    (:meth:`mmbook.design.RandomTerm.Z`).
+    (:meth:`mmbook.engine.design.RandomTerm.Z`).
 
     Parameters
     ----------
@@ -156,19 +158,9 @@ def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False
     return Sigma.tocsr() if sparse else Sigma.toarray()
 
 
-def _square_psi(psi):
-    """``psi`` as a float matrix (sparse stays sparse), checked to be square."""
-    if sp.issparse(psi):
-        P = sp.csr_matrix(psi, dtype=float)
-    else:
-        P = np.atleast_2d(np.asarray(psi, dtype=float))
-    if P.ndim != 2 or P.shape[0] != P.shape[1]:
-        raise ValueError(f"psi must be a square matrix, got shape {P.shape}")
-    return P
-
 
 def _expand_psi(psi, Q: int) -> sp.csr_matrix:
-    P = _square_psi(psi)
+    P = square_psi(psi)
     q = P.shape[0]
     if q == Q:
         return sp.csr_matrix(P)
@@ -179,20 +171,6 @@ def _expand_psi(psi, Q: int) -> sp.csr_matrix:
 
 
 # ------------------------------------------------------------ log densities
-def _vector(v, name: str, n: int | None = None) -> np.ndarray:
-    v = np.asarray(v, dtype=float).ravel()
-    if n is not None and v.size != n:
-        raise ValueError(f"{name} has {v.size} values, expected {n}")
-    return v
-
-
-def _matrix(X, name: str, n: int) -> np.ndarray:
-    X = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2 or X.shape[0] != n:
-        raise ValueError(f"{name} must have {n} rows (one per observation), got shape {X.shape}")
-    return X
 
 
 def _cholesky(Sigma, n: int) -> np.ndarray:
@@ -232,10 +210,10 @@ def marginal_logdensity(y, X, beta, Sigma) -> float:
     -------
     float
     """
-    y = _vector(y, "y")
+    y = as_vector(y, "y")
     n = y.size
-    X = _matrix(X, "X", n)
-    beta = _vector(beta, "beta", X.shape[1])
+    X = as_matrix(X, "X", n)
+    beta = as_vector(beta, "beta", X.shape[1])
     L = _cholesky(Sigma, n)
     w = sla.solve_triangular(L, y - X @ beta, lower=True)
     logdet = 2.0 * np.log(np.diagonal(L)).sum()
@@ -269,14 +247,14 @@ def conditional_logdensity(y, X, beta, Z, gamma, sigma) -> float:
     -------
     float
     """
-    y = _vector(y, "y")
+    y = as_vector(y, "y")
     n = y.size
-    X = _matrix(X, "X", n)
-    beta = _vector(beta, "beta", X.shape[1])
+    X = as_matrix(X, "X", n)
+    beta = as_vector(beta, "beta", X.shape[1])
     Z = sp.csr_matrix(Z, dtype=float)
     if Z.shape[0] != n:
         raise ValueError(f"Z must have {n} rows (one per observation), got shape {Z.shape}")
-    gamma = _vector(gamma, "gamma", Z.shape[1])
+    gamma = as_vector(gamma, "gamma", Z.shape[1])
     sigma = float(sigma)
     if not np.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a positive standard deviation, got {sigma!r}")
@@ -293,9 +271,9 @@ def gls_beta(y, X, Sigma) -> np.ndarray:
     :math:`L^{-1}y,\\; L^{-1}X` (:math:`\\Sigma = LL^\\top`). At the estimated
     ``Sigma`` of a fit, this is the fit's ``beta``.
     """
-    y = _vector(y, "y")
+    y = as_vector(y, "y")
     n = y.size
-    X = _matrix(X, "X", n)
+    X = as_matrix(X, "X", n)
     L = _cholesky(Sigma, n)
     Xw = sla.solve_triangular(L, X, lower=True)
     yw = sla.solve_triangular(L, y, lower=True)
@@ -330,9 +308,9 @@ def reml_logdensity(y, X, Sigma) -> float:
     -------
     float
     """
-    y = _vector(y, "y")
+    y = as_vector(y, "y")
     n = y.size
-    X = _matrix(X, "X", n)
+    X = as_matrix(X, "X", n)
     p = X.shape[1]
     if n <= p:
         raise ValueError(f"REML needs more observations (n={n}) than columns of X (p={p})")

@@ -97,7 +97,7 @@ def _profile(fit, level: float) -> tuple[float, float]:
 
 
 def _boot(fit, level: float, nsim: int, seed, progress: bool) -> tuple[float, float]:
-    from .inference import bootstrap
+    from ..engine.bootstrap import bootstrap
 
     draws = bootstrap(fit, lambda f: f.icc(), nsim=nsim, seed=seed, progress=progress)
     draws = np.asarray(draws, dtype=float).ravel()
@@ -131,7 +131,7 @@ def icc_interval(fit, method: str = "profile", level: float = 0.95, nsim: int = 
         fit is profiled on the ML deviance, as lme4's ``profile`` does.
         ``"boot"``: percentiles (numpy's default quantile, R's type 7) of the
         ICC over ``nsim`` parametric bootstrap refits
-        (:func:`mmbook.inference.bootstrap`, REML or ML as the fit).
+        (:func:`mmbook.engine.bootstrap.bootstrap`, REML or ML as the fit).
     level : float
         Confidence level.
     nsim : int

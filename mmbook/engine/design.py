@@ -27,7 +27,8 @@ import scipy.sparse as sp
 
 from .formula import BarTerm, MixedFormula, parse_formula
 
-__all__ = ["ModelFrame", "RandomTerm", "model_frame", "r_column_name", "drop_rank_deficient"]
+__all__ = ["ModelFrame", "RandomTerm", "model_frame", "model_matrix", "factor_codes", "r_column_name",
+           "drop_rank_deficient"]
 
 
 def r_column_name(name: str) -> str:
@@ -98,7 +99,7 @@ class NumericSpec:
         return X
 
 
-def _model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False):
+def model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False):
     """Model matrix of ``rhs`` (a formula string, a NumericSpec or a formulaic ModelSpec) with R's column names."""
     import formulaic
 
@@ -176,7 +177,7 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
     return X[:, keep], [names[j] for j in keep], dropped
 
 
-def _factor(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
+def factor_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes and level labels of a grouping factor (R's factor order).
 
     A single column: a pandas Categorical keeps its category order; numbers
@@ -451,7 +452,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
             raise TypeError(f"response {f.response!r} must be numeric; it has dtype {col.dtype}")
         y = col.to_numpy(dtype=float)
     else:
-        ymat, _ = _model_matrix(f"0 + {f.response}", frame, "response")
+        ymat, _ = model_matrix(f"0 + {f.response}", frame, "response")
         if ymat.shape[1] != 1:
             raise TypeError(f"response {f.response!r} must be a single numeric column")
         y = ymat[:, 0]
@@ -463,7 +464,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         if col.dtype == object and col.map(type).nunique() > 1:
             raise TypeError(f"column {v!r} mixes types ({', '.join(sorted(col.map(lambda x: type(x).__name__).unique()))})")
 
-    X, xnames, x_spec = _model_matrix(f.fixed, frame, "fixed-effects model matrix", with_spec=True)
+    X, xnames, x_spec = model_matrix(f.fixed, frame, "fixed-effects model matrix", with_spec=True)
     if not np.all(np.isfinite(X)):
         raise ValueError("the fixed-effects model matrix has infinite values")
     dropped_cols: list[str] = []
@@ -494,8 +495,8 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame) -> list[RandomT
     n = len(frame)
     terms = []
     for bar in bars:
-        refs, levels = _factor(frame, bar.group)
-        z, cnames, spec = _model_matrix(bar.expr, frame, f"random-effects model matrix of ({bar.text})",
+        refs, levels = factor_codes(frame, bar.group)
+        z, cnames, spec = model_matrix(bar.expr, frame, f"random-effects model matrix of ({bar.text})",
                                         with_spec=True)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
