@@ -511,7 +511,7 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
         rows.append((name, fit.fixef.iloc[j], fe_sm[j], se[j], "estimate"))
 
     # variance components in the order of VarCorr
-    names = fit._group_names()
+    names = fit.group_names
     for k, (t, grp) in enumerate(zip(terms, names)):
         S = fit.psi(k)
         Ssm = _sm_psi(res, tr, k, re_perm, vc_names, t.q)

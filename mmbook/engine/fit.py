@@ -27,7 +27,32 @@ from .predict import predict, simulate
 from .report import summary_html, summary_text
 from .stages import refit_ml
 
-__all__ = ["LmerFit", "make_name"]
+__all__ = ["LmerFit", "VarCorrTerm", "make_name"]
+
+
+@dataclass(frozen=True)
+class VarCorrTerm:
+    """One random-effects term's variance components.
+
+    Attributes
+    ----------
+    group : str
+        lme4's group label (``Subject``, ``Subject.1``, ``h:g``).
+    names : list of str
+        The term's columns (``(Intercept)``, ``Days``).
+    cov : ndarray, shape (q, q)
+        ``psi = sigma^2 T T'`` (data units squared).
+    sd : ndarray, shape (q,)
+        Standard deviations ``sqrt(diag(psi))``.
+    corr : ndarray, shape (q, q)
+        Correlations (NaN where a standard deviation is zero).
+    """
+
+    group: str
+    names: list
+    cov: np.ndarray
+    sd: np.ndarray
+    corr: np.ndarray
 
 
 def make_name(name: str) -> str:
@@ -212,8 +237,9 @@ class LmerFit:
         T = self.T(k)
         return self.sigma ** 2 * (T @ T.T)
 
-    def _group_names(self) -> list[str]:
-        """VarCorr group labels, as lme4 makes them.
+    @cached_property
+    def group_names(self) -> list[str]:
+        """VarCorr group label of each term, as lme4 makes them.
 
         A factor used by one term keeps its name (``"h:g"``). The names of a
         factor used by several terms go through R's ``make.names`` and
@@ -232,6 +258,22 @@ class LmerFit:
         return out
 
     @cached_property
+    def vc_terms(self) -> list[VarCorrTerm]:
+        """Each term's covariance ``psi_k``, standard deviations and correlations (lme4's ``VarCorr``).
+
+        The one place where the variance components are assembled; the
+        printed summary, :attr:`varcorr` and the confidence intervals all read it.
+        """
+        out = []
+        for k, (t, grp) in enumerate(zip(self.terms, self.group_names)):
+            S = self.psi(k)
+            sd = np.sqrt(np.diag(S))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = S / np.outer(sd, sd)
+            out.append(VarCorrTerm(group=grp, names=list(t.cnames), cov=S, sd=sd, corr=corr))
+        return out
+
+    @cached_property
     def varcorr(self) -> pd.DataFrame:
         """Variance components as R's ``as.data.frame(VarCorr(fit))``.
 
@@ -240,19 +282,15 @@ class LmerFit:
         the correlation), then the residual.
         """
         rows = []
-        for k, (t, grp) in enumerate(zip(self.terms, self._group_names())):
-            S = self.psi(k)
-            sd = np.sqrt(np.diag(S))
-            for i, nm in enumerate(t.cnames):
-                rows.append((grp, nm, None, S[i, i], sd[i]))
-            for j in range(t.q):
-                for i in range(j + 1, t.q):
-                    denom = sd[i] * sd[j]
-                    corr = S[i, j] / denom if denom > 0 else np.nan
-                    rows.append((grp, t.cnames[j], t.cnames[i], S[i, j], corr))
+        for vc in self.vc_terms:
+            for i, nm in enumerate(vc.names):
+                rows.append((vc.group, nm, None, vc.cov[i, i], vc.sd[i]))
+            q = len(vc.names)
+            for j in range(q):
+                for i in range(j + 1, q):
+                    rows.append((vc.group, vc.names[j], vc.names[i], vc.cov[i, j], vc.corr[i, j]))
         rows.append(("Residual", None, None, self.sigma ** 2, self.sigma))
-        df = pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
-        return df
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     @cached_property
     def ranef(self) -> dict:

@@ -24,14 +24,11 @@ def param_names(fit) -> list[str]:
 
 
 def sdcor(fit) -> np.ndarray:
-    """Variance parameters on lme4's sd/cor scale, in ``theta``'s order, then sigma."""
+    """Variance parameters on lme4's sd/cor scale, in ``theta``'s order (column-major lower triangle), then sigma."""
     out = []
-    for k, t in enumerate(fit.terms):
-        S = fit.psi(k)
-        sd = np.sqrt(np.diag(S))
-        rows, cols = np.triu_indices(t.q)[::-1]  # (row, col) with row >= col, column-major
-        for r, c in zip(*_colmajor(t.q)):
-            out.append(sd[r] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
+    for vc in fit.vc_terms:
+        for r, c in zip(*_colmajor(len(vc.names))):
+            out.append(vc.sd[r] if r == c else (vc.corr[r, c] if vc.sd[r] * vc.sd[c] > 0 else 0.0))
     out.append(fit.sigma)
     return np.array(out)
 

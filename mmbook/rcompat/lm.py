@@ -36,11 +36,13 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
+from ..rprint import (SIGNIF_LEGEND, coef_matrix_cells, format_c, format_pval, format_real, print_matrix,
+                      print_named, zapsmall)
+
 __all__ = ["lm", "LmFit"]
 
 #: R's tolerance for declaring a column of X aliased (``lm(..., tol = 1e-7)``).
 ALIAS_TOL = 1e-7
-_EPS = np.finfo(float).eps
 
 
 # --------------------------------------------------------------------------
@@ -352,183 +354,14 @@ def lm(formula: str, data: pd.DataFrame, *, data_name: str | None = None,
     )
 
 
-# --------------------------------------------------------------------------
-# R's number formatting (formatReal, format.pval, printCoefmat)
-# --------------------------------------------------------------------------
-
-def _sci_parts(x: float, digits: int):
-    """Sign, decimal exponent and number of significant digits that R's
-    ``scientific()`` finds for ``x`` shown with ``digits`` significant digits."""
-    if x == 0.0:
-        return False, 0, 1
-    mant, exp = f"{abs(x):.{digits - 1}e}".split("e")
-    sig = mant.replace(".", "").rstrip("0")
-    return x < 0, int(exp), max(1, len(sig))
-
-
-def _format_real(values, digits: int = 7, na: str = "NA") -> list[str]:
-    """R's ``format(x, digits = digits)`` for a numeric vector: one common
-    layout (fixed or scientific, whichever is narrower), right-justified."""
-    vals = np.asarray(values, dtype=float).ravel()
-    fin = np.isfinite(vals)
-    if not fin.any():
-        out = [na if np.isnan(v) else ("Inf" if v > 0 else "-Inf") for v in vals]
-        w = max(len(s) for s in out) if out else 0
-        return [s.rjust(w) for s in out]
-    neg = False
-    rgt, mxsl, mxns = -(10 ** 9), -(10 ** 9), -(10 ** 9)
-    mxe, mne = -(10 ** 9), 10 ** 9
-    for v in vals[fin]:
-        sgn, kp, nsig = _sci_parts(float(v), digits)
-        neg = neg or sgn
-        left = kp + 1
-        sleft = int(sgn) + (1 if left <= 0 else left)
-        rgt = max(rgt, nsig - kp - 1)
-        mxsl = max(mxsl, sleft)
-        mxns = max(mxns, nsig)
-        mxe, mne = max(mxe, kp), min(mne, kp)
-    rgt = max(rgt, 0)
-    wF = mxsl + rgt + (rgt != 0)
-    e = 2 if (mxe >= 100 or mne <= -99) else 1
-    d = mxns - 1
-    wE = int(neg) + (d > 0) + d + 4 + e
-    out = []
-    if wF <= wE:
-        for v in vals:
-            out.append(f"{v:.{rgt}f}" if np.isfinite(v) else (na if np.isnan(v) else ("Inf" if v > 0 else "-Inf")))
-    else:
-        for v in vals:
-            if np.isfinite(v):
-                mant, ex = f"{v:.{d}e}".split("e")
-                out.append(f"{mant}e{ex[0]}{ex[1:].lstrip('0').rjust(e + 1, '0')}")
-            else:
-                out.append(na if np.isnan(v) else ("Inf" if v > 0 else "-Inf"))
-    w = max(len(s) for s in out)
-    return [s.rjust(w) for s in out]
-
-
-def _format_pval(pv, digits: int, eps: float = _EPS) -> list[str]:
-    """R's ``format.pval``: p-values below ``eps`` print as ``< eps``."""
-    pv = np.asarray(pv, dtype=float)
-    out = ["NA"] * len(pv)
-    ok = ~np.isnan(pv)
-    is0 = ok & (pv < eps)
-    rest = ok & ~is0
-    rr: list[str] = []
-    if rest.any():
-        idx = np.flatnonzero(rest)
-        expo = np.floor(np.log10(np.where(pv[idx] > 0, pv[idx], 1e-50)))
-        fixp = (expo >= -3) | ((expo == -4) & (digits > 1))
-        for mask in (fixp, ~fixp):
-            if mask.any():
-                for i, s in zip(idx[mask], _format_real(pv[idx[mask]], digits)):
-                    out[i] = s
-                    rr.append(s)
-    if is0.any():
-        dig = max(1, digits - 2)
-        if rr:
-            nc = max(len(s) for s in rr)
-            if dig > 1 and dig + 6 > nc:
-                dig = max(1, nc - 7)
-            sep = "" if (dig == 1 and nc <= 6) else " "
-        else:
-            sep = "" if dig == 1 else " "
-        text = "<" + sep + _format_real([eps], dig)[0].strip()
-        for i in np.flatnonzero(is0):
-            out[i] = text
-    return out
-
-
-def _signif_stars(p: float) -> str:
-    if np.isnan(p):
-        return ""
-    for cut, star in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p <= cut:
-            return star
-    return " "
-
-
-_SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
-
-
-def _coef_matrix_cells(table: pd.DataFrame, digits: int) -> tuple[list[list[str]], bool]:
-    """R's ``printCoefmat`` cells for (estimate, SE, t, p); returns the cell
-    strings (with a star column when any p < 0.1) and whether stars are shown."""
-    est_se = table.iloc[:, :2].to_numpy(dtype=float)
-    tv = table.iloc[:, 2].to_numpy(dtype=float)
-    pv = table.iloc[:, 3].to_numpy(dtype=float)
-    k = len(table)
-    dig_tst = max(1, min(5, digits - 1))
-    acs = np.abs(est_se[np.isfinite(est_se)])
-    acs = acs[acs != 0]
-    digmin = 1 + (np.floor(np.log10([acs.min(), acs.max()])) if acs.size else np.zeros(2))
-    dec = int(max(1, digits - digmin.min()))
-    cs_cells = np.array(_format_real(np.round(est_se.T.ravel(), dec), digits)).reshape(2, k).T
-    # a non-zero number that rounds to zero is shown with one digit fewer
-    for (i, j) in zip(*np.nonzero(np.isfinite(est_se) & (est_se != 0))):
-        if float(cs_cells[i, j]) == 0.0:
-            cs_cells[i, j] = _format_real([est_se[i, j]], max(1, digits - 1))[0]
-    t_cells = _format_real(np.round(tv, dig_tst), digits)
-    p_cells = _format_pval(pv, dig_tst)
-    stars = bool(np.any(pv[~np.isnan(pv)] < 0.1))
-    rows = []
-    for i in range(k):
-        row = [cs_cells[i, 0].strip(), cs_cells[i, 1].strip(), t_cells[i].strip(), p_cells[i].strip()]
-        if stars:
-            row.append(_signif_stars(pv[i]))
-        rows.append(row)
-    if stars:  # format(Signif): left-justified to a common width
-        w = max(len(r[-1]) for r in rows)
-        for r in rows:
-            r[-1] = r[-1].ljust(w)
-    return rows, stars
-
-
-def _print_matrix(rownames, colnames, rows) -> list[str]:
-    """R's ``print.default`` of a character matrix, ``right = TRUE``."""
-    rw = max(len(r) for r in rownames)
-    widths = [max([len(c)] + [len(r[j]) for r in rows]) for j, c in enumerate(colnames)]
-    lines = [" " * rw + "".join(" " + c.rjust(w) for c, w in zip(colnames, widths))]
-    for name, r in zip(rownames, rows):
-        lines.append(name.ljust(rw) + "".join(" " + s.rjust(w) for s, w in zip(r, widths)))
-    return lines
-
-
-def _print_named(values: dict, digits: int, width: int = 80) -> list[str]:
-    """R's print of a named numeric vector (names above values, wrapped)."""
-    cells = _format_real(list(values.values()), digits)
-    names = list(values)
-    w = max([len(c) for c in cells] + [len(nm) for nm in names])
-    per_line = max(1, width // (w + 1))
-    lines = []
-    for s in range(0, len(cells), per_line):
-        lines.append("".join(nm.rjust(w) + " " for nm in names[s:s + per_line]))
-        lines.append("".join(c.rjust(w) + " " for c in cells[s:s + per_line]))
-    return lines
-
-
-def _formatC(x: float, digits: int) -> str:
-    """R's ``formatC(x, digits = digits)`` (C's ``%.{digits}g``)."""
-    return f"{x:.{digits}g}"
-
-
-def _zapsmall(x: np.ndarray, digits: int) -> np.ndarray:
-    """R 4.2's ``zapsmall``: ``round(x, max(0, digits - log10(max|x|)))``,
-    where ``round`` takes the nearest integer number of places."""
-    mx = np.max(np.abs(x)) if x.size else 0.0
-    if mx == 0 or not np.isfinite(mx):
-        return x
-    return np.round(x, int(math.floor(max(0.0, digits - math.log10(mx)) + 0.5)))
-
-
 def _summary_text(fit: LmFit, digits: int = 4) -> str:
     out = ["Call:", fit.call, ""]
     out.append("Residuals:")
     if fit.df_resid > 5:
-        q = _zapsmall(fit.resid_quantiles.to_numpy(), digits + 1)
-        out += _print_named(dict(zip(fit.resid_quantiles.index, q)), digits)
+        q = zapsmall(fit.resid_quantiles.to_numpy(), digits + 1)
+        out += print_named(dict(zip(fit.resid_quantiles.index, q)), digits)
     elif fit.df_resid > 0:
-        out += _print_named({str(k): v for k, v in fit.residuals.items()}, digits)
+        out += print_named({str(k): v for k, v in fit.residuals.items()}, digits)
     else:
         out.append(f"ALL {fit.nobs} residuals are 0: no residual degrees of freedom!")
     out.append("")
@@ -537,40 +370,40 @@ def _summary_text(fit: LmFit, digits: int = 4) -> str:
         out.append(f"Coefficients: ({n_sing} not defined because of singularities)")
     else:
         out.append("Coefficients:")
-    rows, stars = _coef_matrix_cells(fit.coef_table, digits)
+    rows, stars = coef_matrix_cells(fit.coef_table, digits)
     cols = ["Estimate", "Std. Error", "t value", "Pr(>|t|)"] + ([""] if stars else [])
-    out += _print_matrix(list(fit.coef.index), cols, rows)
+    out += print_matrix(list(fit.coef.index), cols, rows)
     if stars:
-        out += ["---", _SIGNIF_LEGEND]
+        out += ["---", SIGNIF_LEGEND]
     out.append("")
-    sigma = _format_real([float(f"{fit.sigma:.{digits}g}")], 7)[0] if np.isfinite(fit.sigma) else "NaN"
+    sigma = format_real([float(f"{fit.sigma:.{digits}g}")], 7)[0] if np.isfinite(fit.sigma) else "NaN"
     out.append(f"Residual standard error: {sigma} on {fit.df_resid} degrees of freedom")
     if fit.n_dropped:
         out.append(f"  ({fit.n_dropped} observation{'s' if fit.n_dropped > 1 else ''} "
                    "deleted due to missingness)")
     if np.isfinite(fit.fvalue):
-        out.append(f"Multiple R-squared:  {_formatC(fit.r_squared, digits)},\t"
-                   f"Adjusted R-squared:  {_formatC(fit.adj_r_squared, digits)} ")
-        out.append(f"F-statistic: {_formatC(fit.fvalue, digits)} on {fit.f_df[0]} and "
-                   f"{fit.f_df[1]} DF,  p-value: {_format_pval([fit.f_pvalue], digits)[0].strip()}")
+        out.append(f"Multiple R-squared:  {format_c(fit.r_squared, digits)},\t"
+                   f"Adjusted R-squared:  {format_c(fit.adj_r_squared, digits)} ")
+        out.append(f"F-statistic: {format_c(fit.fvalue, digits)} on {fit.f_df[0]} and "
+                   f"{fit.f_df[1]} DF,  p-value: {format_pval([fit.f_pvalue], digits)[0].strip()}")
     return "\n".join(out) + "\n"
 
 
 def _summary_html(fit: LmFit, digits: int = 4) -> str:
-    rows, stars = _coef_matrix_cells(fit.coef_table, digits)
+    rows, stars = coef_matrix_cells(fit.coef_table, digits)
     head = "".join(f"<th>{escape(c)}</th>" for c in
                    ["", "Estimate", "Std. Error", "t value", "Pr(>|t|)"] + ([""] if stars else []))
     body = "".join(
         "<tr><th style='text-align:left'>" + escape(name) + "</th>"
         + "".join(f"<td style='text-align:right'>{escape(c)}</td>" for c in r) + "</tr>"
         for name, r in zip(fit.coef.index, rows))
-    q = _print_named(dict(fit.resid_quantiles), digits)
-    tail = [f"Residual standard error: {_formatC(fit.sigma, digits)} on {fit.df_resid} degrees of freedom"]
+    q = print_named(dict(fit.resid_quantiles), digits)
+    tail = [f"Residual standard error: {format_c(fit.sigma, digits)} on {fit.df_resid} degrees of freedom"]
     if np.isfinite(fit.fvalue):
-        tail.append(f"Multiple R-squared: {_formatC(fit.r_squared, digits)}, "
-                    f"adjusted R-squared: {_formatC(fit.adj_r_squared, digits)}")
-        tail.append(f"F-statistic: {_formatC(fit.fvalue, digits)} on {fit.f_df[0]} and {fit.f_df[1]} DF, "
-                    f"p-value: {_format_pval([fit.f_pvalue], digits)[0].strip()}")
+        tail.append(f"Multiple R-squared: {format_c(fit.r_squared, digits)}, "
+                    f"adjusted R-squared: {format_c(fit.adj_r_squared, digits)}")
+        tail.append(f"F-statistic: {format_c(fit.fvalue, digits)} on {fit.f_df[0]} and {fit.f_df[1]} DF, "
+                    f"p-value: {format_pval([fit.f_pvalue], digits)[0].strip()}")
     n_sing = int(fit.aliased.sum())
     note = f" ({n_sing} not defined because of singularities)" if n_sing else ""
     return (
@@ -579,7 +412,7 @@ def _summary_html(fit: LmFit, digits: int = 4) -> str:
         f"<p>Residuals:</p><pre>{escape(chr(10).join(q))}</pre>"
         f"<p>Coefficients{escape(note)}:</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        + (f"<p><small>{escape(_SIGNIF_LEGEND)}</small></p>" if stars else "")
+        + (f"<p><small>{escape(SIGNIF_LEGEND)}</small></p>" if stars else "")
         + "".join(f"<p>{escape(t)}</p>" for t in tail)
         + "</div>"
     )
