@@ -92,3 +92,91 @@ def test_conditional_modes_solve_the_penalized_problem():
     r = mf.y - mf.X @ s.beta - ZL @ u
     np.testing.assert_allclose(ZL.T @ r - u, 0, atol=1e-9)
     assert r @ r + u @ u == pytest.approx(s.pwrss, rel=1e-10)
+
+
+# ---------------------------------------------------------------- every branch of the factorisation
+def crossed_data(seed=5, n=600):
+    """Many levels and few rows per level: the cross-tabulation of g and h is under 15 % filled,
+    so the later terms take the sparse branches of PLS.factor."""
+    rng = np.random.default_rng(seed)
+    d = pd.DataFrame({"x": rng.standard_normal(n), "g": rng.integers(0, 150, n).astype(str),
+                      "h": rng.integers(0, 100, n).astype(str)})
+    d["y"] = 1 + d.x + rng.standard_normal(n)
+    return d
+
+
+def dense_condvar(mf, theta):
+    """Lambda (Lambda' Z' Z Lambda + I)^{-1} Lambda': conditional covariance of b / sigma^2 given beta."""
+    Zs, Ls, off = [], [], 0
+    for t in mf.terms:
+        Zs.append(t.Z().toarray())
+        Ls.append(np.kron(np.eye(t.nlevels), t.T(theta[off:off + t.ntheta])))
+        off += t.ntheta
+    Z, Lam = np.hstack(Zs), sp.block_diag(Ls).toarray()
+    ZL = Z @ Lam
+    return Lam @ np.linalg.inv(ZL.T @ ZL + np.eye(ZL.shape[1])) @ Lam.T
+
+
+@pytest.mark.parametrize("formula,theta,branch", [
+    ("y ~ x + (1 | g) + (1 | h)", [0.6, 0.4], "scalar, sparse, gram pattern"),
+    ("y ~ x + (x | g) + (1 | h)", [0.7, 0.2, 0.5, 0.4], "vector first term, sparse later term"),
+    ("y ~ x + (1 | g) + (x | h)", [0.6, 0.5, -0.3, 0.4], "vector later term, scalar first term"),
+    ("y ~ x + (x | g) + (x | h)", [0.7, 0.2, 0.5, 0.6, -0.3, 0.4], "two vector-valued terms"),
+])
+@pytest.mark.parametrize("REML", [True, False])
+def test_sparse_and_vector_branches_equal_dense_form(formula, theta, branch, REML):
+    mf = model_frame(formula, crossed_data(), drop_rank=True)
+    pls = PLS(mf, REML=REML)
+    assert pls.Qr > 0 and not pls._rest_dense, branch
+    theta = np.array(theta)
+    ref, b = dense_criterion(mf, theta, REML)
+    assert pls.objective(theta) == pytest.approx(ref, rel=1e-10)
+    np.testing.assert_allclose(pls.solve(theta).beta, b, rtol=1e-8)
+
+
+def test_sparse_branch_without_gram_pattern():
+    """Where the precomputed pattern would be too large, the product is formed directly: same value."""
+    mf = model_frame("y ~ x + (1 | g) + (1 | h)", crossed_data())
+    pls = PLS(mf)
+    theta = np.array([0.6, 0.4])
+    with_pattern = pls.objective(theta)
+    assert pls._gram is not None
+    pls._gram = None
+    assert pls.objective(theta) == pytest.approx(with_pattern, rel=1e-12)
+    assert pls.objective(theta) == pytest.approx(dense_criterion(mf, theta, True)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("formula,theta", [
+    ("y ~ x + (x | g) + (x | h)", [0.7, 0.2, 0.5, 0.6, -0.3, 0.4]),
+    ("y ~ x + (1 | g) + (1 | h)", [0.6, 0.4]),
+])
+def test_condvar_equals_dense_form(formula, theta):
+    mf = model_frame(formula, crossed_data(n=300))
+    pls = PLS(mf)
+    theta = np.array(theta)
+    C = dense_condvar(mf, theta)
+    off = 0
+    for t, V in zip(mf.terms, pls.condvar(theta)):
+        for lev in (0, t.nlevels // 2, t.nlevels - 1):
+            sl = slice(off + lev * t.q, off + (lev + 1) * t.q)
+            np.testing.assert_allclose(V[lev], C[sl, sl], atol=1e-10)
+        off += t.nlevels * t.q
+
+
+def test_reweight_forms_weighted_cross_products():
+    """The reweighting seam: PLS with row weights w is PLS on sqrt(w)-scaled rows of [Z X y];
+    reweighting an existing PLS re-forms every cached cross-product (nothing stale survives)."""
+    d = crossed_data(n=300)
+    mf = model_frame("y ~ x + (x | g) + (1 | h)", d)
+    sw = np.sqrt(np.random.default_rng(1).uniform(0.5, 2.0, mf.n))
+    theta = np.array([0.7, 0.2, 0.5, 0.4])
+    scaled = model_frame("y ~ x + (x | g) + (1 | h)", d)
+    scaled.X, scaled.y = mf.X * sw[:, None], mf.y * sw
+    for t in scaled.terms:
+        t.z = t.z * sw[:, None]
+    ref = dense_criterion(scaled, theta, True)[0]
+    assert PLS(mf, sqrtw=sw).objective(theta) == pytest.approx(ref, rel=1e-10)
+    pls = PLS(mf)
+    unweighted = pls.objective(theta)
+    assert pls.reweight(sw).objective(theta) == pytest.approx(ref, rel=1e-10)
+    assert pls.reweight(None).objective(theta) == pytest.approx(unweighted, rel=1e-12)
