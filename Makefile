@@ -1,6 +1,7 @@
 # Two commands do everything (see README.md):
 #   make book   install, execute every chapter, build _build/html (warnings are errors)
-#   make test   install, pytest on tests/, nbval on every notebook in book/
+#   make test   install, pytest on tests/ (with the browser test of the built book, if built),
+#               nbval on every notebook in book/
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,17 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install book test pytest nbval bench clean
+# The book is rebuilt (every chapter re-executed) whenever the package, a chapter or the
+# configuration changed since the last build; otherwise `make book` has nothing to do.
+BOOK_DEPS := $(shell find mmbook book -type f -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null) \
+             _config.yml _toc.yml pyproject.toml requirements.txt
+BOOK_HTML := _build/html/index.html
+# The published book: the deploy workflow sets MMBOOK_REPOSITORY=owner/name (launch buttons, repository link).
+ifdef MMBOOK_REPOSITORY
+BOOK_CONFIG := --config _config.deploy.yml
+endif
+
+.PHONY: install book test pytest nbval bench clean browser-deps
 
 install: $(STAMP)
 
@@ -21,15 +32,33 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python tools/quiet_kernel.py $(VENV)/share/jupyter/kernels/python3/kernel.json
 	touch $(STAMP)
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build -W --keep-going .
-	@test -f _build/html/index.html && echo "book written to _build/html/index.html"
+# Debian's Chromium for the browser test of the built book (installed when missing and we may).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium is not installed; the browser test of the built book will be skipped"; fi; }
+
+book: $(BOOK_HTML)
+
+$(BOOK_HTML): $(STAMP) $(BOOK_DEPS)
+ifdef MMBOOK_REPOSITORY
+	$(BIN)/python tools/book_config.py $(MMBOOK_REPOSITORY) > _config.deploy.yml
+endif
+	$(BIN)/jupyter-book build -W --keep-going --all $(BOOK_CONFIG) .
+ifdef MMBOOK_REPOSITORY
+	$(BIN)/python tools/install_cell.py --source "mmbook[book] @ git+https://github.com/$(MMBOOK_REPOSITORY)" \
+	    $$(find _build/html/_sources -name '*.ipynb')
+endif
+	@test -f $(BOOK_HTML) && touch $(BOOK_HTML) && echo "book written to $(BOOK_HTML)"
 
 test: pytest nbval
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q tests
 
 nbval: $(STAMP)
@@ -40,4 +69,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache _config.deploy.yml
