@@ -19,7 +19,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def deploy_config(repository: str, branch: str = "main") -> dict:
+def deploy_config(repository: str, branch: str = "notebooks") -> dict:
+    """_config.yml plus the repository and launch buttons.
+
+    Launch buttons open the chapters from ``branch``: the deploy workflow
+    publishes there the chapters whose install cell names this repository.
+    """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", repository):
         raise SystemExit(f"MMBOOK_REPOSITORY must look like owner/name, got {repository!r}")
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
