@@ -27,10 +27,20 @@ REQUIRED = os.environ.get("MMBOOK_REQUIRE_BROWSER") == "1"
 WIDTH = 1280
 
 
+def _chromium() -> str | None:
+    """Debian's chromium, or another Chromium build named by MMBOOK_CHROMIUM or on the PATH."""
+    if os.environ.get("MMBOOK_CHROMIUM"):
+        return os.environ["MMBOOK_CHROMIUM"]
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
 def _missing() -> str | None:
     if not (HTML / "index.html").exists():
         return "the book is not built (make book)"
-    if shutil.which("chromium") is None:
+    if _chromium() is None:
         return "Debian's chromium is not installed (make browser-deps)"
     try:
         import playwright  # noqa: F401
@@ -58,7 +68,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+        b = p.chromium.launch(executable_path=_chromium(), args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--host-resolver-rules=MAP * ~NOTFOUND"])
