@@ -5,12 +5,15 @@ optimizer's result and the settings it was made with; estimates follow
 lme4's extractor functions under their names (``fixef``, ``vcov``,
 ``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``) and
 the model's matrices under the names of Bates et al. (2015): ``X``, ``y``,
-``Z``, ``Lambda``, ``u``, ``b``.
+``Z``, ``Lambda``, ``L``, ``RX``, ``u``, ``b`` (lme4's ``getME``, also as
+:func:`getME`), and lme4's verbs as methods: ``predict``, ``simulate``,
+``confint``, ``profile``, ``update``, ``anova``, ``drop1``, ``tidy``, ``glance``.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -21,13 +24,17 @@ import scipy.sparse as sp
 from .control import LmerControl
 from .design import ModelFrame
 from .intervals import confint
+from .lrt import anova, drop1
 from .optimize import OptimizeResult
 from .pls import PLS, PLSSolution
 from .predict import predict, simulate
+from .profile import profile
 from .report import summary_html, summary_text
 from .stages import refit_ml
+from .tidy import glance, tidy
+from .update import FitCall, update
 
-__all__ = ["LmerFit", "make_name"]
+__all__ = ["LmerFit", "make_name", "getME", "deviance"]
 
 
 def make_name(name: str) -> str:
@@ -56,6 +63,7 @@ class LmerFit:
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
     messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
+    call: FitCall | None = None  # how the fit was made (lme4's getCall), for update()
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -115,13 +123,32 @@ class LmerFit:
     def bic(self) -> float:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
-    @cached_property
+    @property
     def deviance(self) -> float:
-        """ML deviance ``-2 log L`` at the estimates (for a REML fit: at the REML estimates)."""
-        if not self.REML:
-            return self.objective
-        ml = PLS(self.mf, REML=False)
-        return ml.objective(self.opt.theta)
+        """lme4's ``deviance(fit)``: ``-2 log L`` of an ML fit; the REML criterion of a REML fit, with a warning.
+
+        lme4 1.1-31 answers ``deviance()`` of a REML fit with the REML
+        criterion and the warning "deviance() is deprecated for REML fits";
+        mmbook does the same. For the ML deviance at the REML estimates use
+        ``mmbook.deviance(fit, REML=False)``; for the REML criterion,
+        :attr:`REMLcrit`.
+        """
+        return deviance(self)
+
+    @property
+    def REMLcrit(self) -> float:
+        """The REML criterion at the estimates (lme4's ``REMLcrit``); for an ML fit, at the ML estimates."""
+        return self.objective if self.REML else PLS(self.mf, REML=True).objective(self.opt.theta)
+
+    @property
+    def df_residual(self) -> int:
+        """Residual degrees of freedom, ``nobs - npar`` (lme4's ``df.residual``)."""
+        return self.nobs - self.npar
+
+    def coef_table(self) -> pd.DataFrame:
+        """lme4's ``coef(summary(fit))``: ``Estimate``, ``Std. Error`` and ``t value`` of the fixed effects."""
+        est, se = self.fixef.to_numpy(), self.stderror.to_numpy()
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se}, index=self.fixef.index)
 
     # ------------------------------------------------ the model's matrices
     @property
@@ -143,12 +170,106 @@ class LmerFit:
         """
         return sp.hstack([t.Z() for t in self.terms], format="csr")
 
+    @property
+    def Zt(self) -> sp.csr_matrix:
+        """``Z'``, shape (q, n) (lme4's ``getME(fit, "Zt")``)."""
+        return self.Z.T.tocsr()
+
+    @cached_property
+    def Lind(self) -> np.ndarray:
+        """For each stored element of :attr:`Lambda` (CSR order), the position of its ``theta`` (0-based).
+
+        ``Lambda.data == theta[Lind]``; lme4's ``getME(fit, "Lind")`` is
+        ``Lind + 1`` (it indexes ``Lambdat``'s column-major storage, the same order).
+        """
+        return self._lambda_pattern()[2]
+
+    def _lambda_pattern(self):
+        """CSR pattern of ``Lambda``: row pointers, column indices, ``theta`` index per element."""
+        indptr, indices, idx = [np.zeros(1, dtype=np.int64)], [], []
+        col0, th0, nnz = 0, 0, 0
+        for t in self.terms:
+            q = t.q
+            rows, cols = np.tril_indices(q)  # row-major lower triangle = CSR order within a block
+            pos = {(int(r), int(c)): i for i, (c, r) in enumerate(zip(*np.triu_indices(q)))}
+            tidx = np.array([pos[(int(r), int(c))] for r, c in zip(rows, cols)], dtype=np.int64) + th0
+            lev = np.arange(t.nlevels)[:, None] * q + col0
+            indices.append((lev + cols[None, :]).ravel())
+            idx.append(np.tile(tidx, t.nlevels))
+            per_row = np.tile(np.arange(1, q + 1), t.nlevels)  # row r of a block holds r + 1 elements
+            indptr.append(nnz + np.cumsum(per_row))
+            nnz += int(per_row.sum())
+            col0 += t.nlevels * q
+            th0 += t.ntheta
+        return np.concatenate(indptr), np.concatenate(indices), np.concatenate(idx), col0
+
     @cached_property
     def Lambda(self) -> sp.csr_matrix:
-        """Relative covariance factor ``Lambda_theta``, sparse (q, q): ``b = Lambda u``, ``Var(b) = sigma^2 Lambda Lambda'``."""
-        blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(self.T(k)), format="csr")
-                  for k, t in enumerate(self.terms)]
-        return sp.block_diag(blocks, format="csr")
+        """Relative covariance factor ``Lambda_theta``, sparse lower triangular (q, q).
+
+        ``b = Lambda u`` and ``Var(b) = sigma^2 Lambda Lambda'``; block
+        diagonal with ``T_k`` for every level of term ``k``. Its pattern is
+        fixed (an element is stored even when its ``theta`` is 0):
+        ``Lambda.data == theta[Lind]``.
+        """
+        indptr, indices, idx, q = self._lambda_pattern()
+        return sp.csr_matrix((self.opt.theta[idx], indices, indptr), shape=(q, q))
+
+    @property
+    def Lambdat(self) -> sp.csr_matrix:
+        """``Lambda'`` (lme4's ``getME(fit, "Lambdat")``)."""
+        return self.Lambda.T.tocsr()
+
+    @cached_property
+    def L(self) -> sp.csr_matrix:
+        """Sparse lower-triangular Cholesky factor of ``Lambda' Z' Z Lambda + I`` (q, q).
+
+        Assembled from the blocked factor: the first term's diagonal blocks,
+        then the rows of the other terms. The rows and columns are in
+        :attr:`Z`'s order (lme4's ``getME(fit, "L")`` is the factor of the
+        same matrix after CHOLMOD's fill-reducing permutation ``P``:
+        ``L_lme4 L_lme4' = P (L L') P'``; where ``P`` is the identity the two
+        factors are equal).
+        """
+        F = self.pls.factor(self.opt.theta)
+        q1, m1 = self.pls.q1, self.pls.m1
+        blocks = np.transpose(F.L11, (2, 0, 1))  # (m1, q1, q1)
+        r, c = np.tril_indices(q1)
+        lev = np.arange(m1)[:, None] * q1
+        rows = (lev + r[None, :]).ravel()
+        cols = (lev + c[None, :]).ravel()
+        L11 = sp.csr_matrix((blocks[:, r, c].ravel(), (rows, cols)), shape=(m1 * q1, m1 * q1))
+        if not F.Qr:
+            return L11
+        Lr1 = sp.csr_matrix(F.Lr1)
+        L22 = sp.csr_matrix(np.tril(F.Ld[:F.Qr, :F.Qr]))
+        return sp.bmat([[L11, None], [Lr1, L22]], format="csr")
+
+    @property
+    def RX(self) -> np.ndarray:
+        """lme4's ``getME(fit, "RX")``: upper triangular (p, p) with ``RX' RX = X'X - X'Z Lambda (L L')^{-1} Lambda' Z'X``.
+
+        ``vcov = sigma^2 (RX' RX)^{-1}``.
+        """
+        return self.solution.RX.T.copy()
+
+    @property
+    def flist(self) -> pd.DataFrame:
+        """The grouping factors, one categorical column each, in the terms' order (lme4's ``getME(fit, "flist")``)."""
+        cols = {}
+        for t in self.terms:
+            if t.group not in cols:
+                cols[t.group] = pd.Categorical.from_codes(t.refs, categories=list(t.levels))
+        return pd.DataFrame(cols, index=self.mf.frame.index)
+
+    @property
+    def cnms(self) -> dict:
+        """Column names of each term's random effects (lme4's ``getME(fit, "cnms")``).
+
+        Keyed by the terms' group labels as in :attr:`varcorr` (a factor
+        with several terms: ``g``, ``g.1``, ...; lme4 repeats the name ``g``).
+        """
+        return {g: list(t.cnames) for g, t in zip(self._group_names(), self.terms)}
 
     @property
     def u(self) -> np.ndarray:
@@ -334,13 +455,42 @@ class LmerFit:
         """Predictions (lme4's ``predict``); see :func:`mmbook.engine.predict.predict`."""
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
 
-    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
-        """Responses simulated from the fitted model; see :func:`mmbook.engine.predict.simulate`."""
-        return simulate(self, nsim=nsim, seed=seed)
+    def simulate(self, nsim: int = 1, seed=None, use_u: bool | None = None, re_form=None,
+                 newdata: pd.DataFrame | None = None, allow_new_levels: bool = False) -> pd.DataFrame:
+        """Responses simulated from the fitted model (lme4's ``simulate``); see :func:`mmbook.engine.predict.simulate`."""
+        return simulate(self, nsim=nsim, seed=seed, use_u=use_u, re_form=re_form, newdata=newdata,
+                        allow_new_levels=allow_new_levels)
 
-    def confint(self, method: str = "Wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
-        """Confidence intervals; see :func:`mmbook.engine.intervals.confint`."""
-        return confint(self, method=method, level=level, **kwargs)
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
+        """Confidence intervals, profile by default as lme4's ``confint``; see :func:`mmbook.engine.intervals.confint`."""
+        return confint(self, method=method, level=level, parm=parm, **kwargs)
+
+    def profile(self, which=None, **kwargs):
+        """The profile of the ML deviance (lme4's ``profile``); see :func:`mmbook.engine.profile.profile`."""
+        return profile(self, which=which, **kwargs)
+
+    def update(self, formula: str | None = None, data: pd.DataFrame | None = None, REML: bool | None = None,
+               **kwargs) -> "LmerFit":
+        """The model fitted again with changes (lme4's ``update``); see :func:`mmbook.engine.update.update`."""
+        return update(self, formula, data=data, REML=REML, **kwargs)
+
+    def anova(self) -> pd.DataFrame:
+        """lme4's ``anova(fit)``: the sequential F table of the fixed-effects terms; see :func:`mmbook.engine.lrt.anova`."""
+        return anova(self)
+
+    def drop1(self, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
+        """Each fixed-effects term dropped in turn (lme4's ``drop1``); see :func:`mmbook.engine.lrt.drop1`."""
+        return drop1(self, scope=scope, test=test, k=k)
+
+    def tidy(self, effects=("ran_pars", "fixed"), scales=None, conf_int: bool = False, conf_level: float = 0.95,
+             conf_method: str = "Wald") -> pd.DataFrame:
+        """Estimates as a tidy frame (broom.mixed's ``tidy``); see :func:`mmbook.engine.tidy.tidy`."""
+        return tidy(self, effects=effects, scales=scales, conf_int=conf_int, conf_level=conf_level,
+                    conf_method=conf_method)
+
+    def glance(self) -> pd.DataFrame:
+        """One row of fit statistics (broom.mixed's ``glance``); see :func:`mmbook.engine.tidy.glance`."""
+        return glance(self)
 
     def icc(self) -> float:
         """Intraclass correlation ``tau^2 / (tau^2 + sigma^2)`` of a random-intercept model.
@@ -354,9 +504,12 @@ class LmerFit:
         tau2 = self.psi(0)[0, 0]
         return float(tau2 / (tau2 + self.sigma ** 2))
 
-    def refit_ml(self) -> "LmerFit":
+    def refit_ml(self, warn: bool = True) -> "LmerFit":
         """The same model fitted by maximum likelihood (lme4's ``refitML``); see :func:`mmbook.engine.stages.refit_ml`."""
-        return refit_ml(self)
+        out = refit_ml(self, warn=warn)
+        if out is not self and self.call is not None:
+            out.call = self.call.with_args(REML=False)
+        return out
 
     def summary(self) -> str:
         return summary_text(self)
@@ -370,3 +523,56 @@ class LmerFit:
 
     def _repr_html_(self) -> str:
         return summary_html(self)
+
+
+def deviance(fit, REML: bool | None = None) -> float:
+    """lme4's ``deviance(fit, REML)`` for a linear mixed model.
+
+    ``REML=None``: ``-2 log L`` of an ML fit; for a REML fit the REML
+    criterion, with lme4's warning that ``deviance()`` is deprecated for REML
+    fits. ``REML=False``: the ML deviance evaluated at the fit's estimates
+    (``log|L|^2 + n (1 + log(2 pi pwrss / n))``, for a REML fit at the REML
+    ``theta``). ``REML=True``: the REML criterion at the fit's estimates.
+    """
+    if REML is None:
+        if fit.REML:
+            warnings.warn("deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or "
+                          "deviance(., REML=False) for deviance calculated at the REML fit", UserWarning,
+                          stacklevel=3)
+            return fit.objective
+        return fit.objective
+    if REML:
+        return fit.REMLcrit
+    return fit.objective if not fit.REML else PLS(fit.mf, REML=False).objective(fit.opt.theta)
+
+
+_GETME = {
+    "X": "X", "Z": "Z", "Zt": "Zt", "y": "y", "Lambda": "Lambda", "Lambdat": "Lambdat", "L": "L", "RX": "RX",
+    "u": "u", "b": "b", "theta": "theta", "beta": "beta", "Lind": "Lind", "flist": "flist", "cnms": "cnms",
+    "sigma": "sigma", "n": "nobs", "REML": "REML",
+}
+
+
+def getME(fit, name: str):
+    """A piece of a fitted model by lme4's name (lme4's ``getME``).
+
+    ``"X"``, ``"Z"``, ``"Zt"``, ``"y"``, ``"Lambda"``, ``"Lambdat"``, ``"L"``,
+    ``"RX"``, ``"u"``, ``"b"``, ``"theta"``, ``"beta"``, ``"Lind"`` (0-based),
+    ``"flist"``, ``"cnms"``, ``"sigma"``, ``"n"``, ``"p"``, ``"q"``, ``"lower"``,
+    ``"REML"``; each is also an attribute of :class:`LmerFit` (see there).
+
+    Raises
+    ------
+    KeyError
+        An unknown name (the message lists the known ones).
+    """
+    if name == "p":
+        return fit.mf.p
+    if name == "q":
+        return int(sum(t.nlevels * t.q for t in fit.terms))
+    if name == "lower":
+        return fit.pls.lower.copy()
+    if name not in _GETME:
+        raise KeyError(f"getME: unknown name {name!r}; known names: "
+                       f"{', '.join(sorted([*_GETME, 'p', 'q', 'lower']))}")
+    return getattr(fit, _GETME[name])
