@@ -99,13 +99,34 @@ def _theta_sigma(terms, phi: np.ndarray):
                 R[r, c] = R[c, r] = v
         if np.any(sd < 0):
             return None
-        try:
-            Lr = np.linalg.cholesky(R)
-        except np.linalg.LinAlgError:
+        Lr = _psd_cholesky(R)
+        if Lr is None:
             return None
         T = (sd / sigma)[:, None] * Lr
         theta.extend(T[rows, cols])
     return np.array(theta), sigma
+
+
+def _psd_cholesky(R: np.ndarray, tol: float = 1e-12):
+    """Lower Cholesky factor of a correlation matrix that may be singular (a correlation of -/+1).
+
+    Column by column; a pivot that is 0 (to ``tol``) leaves its column below 0. None if ``R``
+    is not positive semi-definite. ``R`` is a term's q x q correlation matrix (q is small).
+    """
+    q = len(R)
+    L = np.zeros_like(R)
+    for j in range(q):
+        d = R[j, j] - L[j, :j] @ L[j, :j]
+        if d < -tol:
+            return None
+        if d <= tol:
+            rest = R[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]
+            if np.any(np.abs(rest) > 1e-8):
+                return None
+            continue
+        L[j, j] = np.sqrt(d)
+        L[j + 1:, j] = (R[j + 1:, j] - L[j + 1:, :j] @ L[j, :j]) / L[j, j]
+    return L
 
 
 def select_parms(parm, names: list[str], nvar: int) -> list[int]:
@@ -184,7 +205,7 @@ class Profiler:
         bounds = []
         for t in self.terms:
             for r, c in zip(*_colmajor(t.q)):
-                bounds.append((0.0, np.inf) if r == c else (-1.0 + 1e-9, 1.0 - 1e-9))
+                bounds.append((0.0, np.inf) if r == c else (-1.0, 1.0))
         bounds.append((1e-12 * max(phi[-1], 1.0), np.inf))
         bounds += [(-np.inf, np.inf)] * self.p
         self.bounds = np.array(bounds, dtype=float)
@@ -258,6 +279,7 @@ class Profiler:
             dev = res.fun
             s, V = self._beta_pieces(res.theta)
             beta = s.beta + V[:, jb] / V[jb, jb] * (v - s.beta[jb])
+            beta[jb] = v
             r2 = s.pwrss + (v - s.beta[jb]) ** 2 / V[jb, jb]
             sigma = np.sqrt(r2 / self.n)
             params = np.concatenate([_phi(self.terms, res.theta, sigma, self.offsets), beta])
