@@ -41,7 +41,7 @@ _EXPORTS = {
     "update": "mmbook.engine.update",
     "tidy": "mmbook.engine.tidy",
     "glance": "mmbook.engine.tidy",
-    "getME": "mmbook.engine.fit",
+    "getME": "mmbook.engine.matrices",
     "deviance": "mmbook.engine.fit",
     "refit": "mmbook.engine.stages",
     "refit_ml": "mmbook.engine.stages",

@@ -2,7 +2,8 @@
 
 Stages of a fit, one module each (see :mod:`mmbook.engine.pipeline`):
 ``formula`` -> ``design`` -> ``pls`` (predictor) + ``response`` (criterion) ->
-``optimize`` -> ``stages`` (convergence checks, refits) -> ``fit`` (the result).
+``optimize`` -> ``stages`` (convergence checks, refits) -> ``fit`` (the result;
+its matrices in ``matrices``, lme4's ``getME``).
 lme4's verbs around a fit: ``predict`` (predict, simulate), ``update``
 (update, formula arithmetic), ``lrt`` (anova, drop1), ``profile`` (profile),
 ``intervals`` (confint), ``bootstrap`` (bootMer), ``tidy`` (broom.mixed's
