@@ -4,7 +4,8 @@ The package behind the book *Thinking about mixed models*:
 
 * :mod:`mmbook.engine` - lme4's pipeline: formula, design, the penalized
   least squares criterion, the optimizer, the fit object and lme4's verbs
-  around it (predict, simulate, anova, confint, bootstrap);
+  around it (predict, simulate, update, anova, drop1, confint, profile,
+  bootstrap, tidy, glance, getME);
 * :mod:`mmbook.forms` - the forms of the model that the book writes out
   (pooling, ICC, the marginal model, Henderson's equations, panel
   estimators, the Bayesian sampler);
@@ -30,8 +31,18 @@ _EXPORTS = {
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
     "anova": "mmbook.engine.lrt",
+    "drop1": "mmbook.engine.lrt",
     "confint": "mmbook.engine.intervals",
+    "profile": "mmbook.engine.profile",
+    "Profile": "mmbook.engine.profile",
     "bootstrap": "mmbook.engine.bootstrap",
+    "predict": "mmbook.engine.predict",
+    "simulate": "mmbook.engine.predict",
+    "update": "mmbook.engine.update",
+    "tidy": "mmbook.engine.tidy",
+    "glance": "mmbook.engine.tidy",
+    "getME": "mmbook.engine.matrices",
+    "deviance": "mmbook.engine.fit",
     "refit": "mmbook.engine.stages",
     "refit_ml": "mmbook.engine.stages",
     "crosscheck": "mmbook.crosscheck",

@@ -53,8 +53,8 @@ def test_anova_rejects_different_data(sleep, m1):
     other = mmbook.lmer("Reaction ~ Days + (1 | Subject)", sleep.iloc[:170])
     with pytest.raises(ValueError, match="same number of observations"):
         mmbook.anova(m1, other)
-    with pytest.raises(ValueError, match="at least two"):
-        mmbook.anova(m1)
+    with pytest.raises(ValueError, match="a fitted model"):
+        mmbook.anova()
 
 
 def test_confint_wald(m1):
@@ -124,7 +124,8 @@ def test_bootstrap_is_reproducible_and_prints_a_fixed_bar(m0, capsys):
     b = bootstrap(m0, lambda f: f.fixef.to_numpy(), nsim=8, seed=3)
     assert a.shape == (8, 2)
     np.testing.assert_array_equal(a, b)
-    assert out.endswith("\rbootstrap: [" + "#" * 40 + "] 8/8\n")  # redrawn in place in a terminal
+    # captured output is not a terminal: the finished bar, once, as one line
+    assert out == "bootstrap: [" + "#" * 40 + "] 8/8\n"
 
 
 def test_lrt_bootstrap_statistic(m0, m1):

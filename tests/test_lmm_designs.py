@@ -126,7 +126,7 @@ def test_theta_sigma_varcorr(name):
 
 
 # lme4's VarCorr names a factor used by several terms with make.names + make.unique, which also turns
-# ":" into ".": (1 + x || a/b) gives "b.a", "b.a.1", "a", "a.1" (LmerFit._group_names does the same).
+# ":" into ".": (1 + x || a/b) gives "b.a", "b.a.1", "a", "a.1" (LmerFit.group_names does the same).
 @pytest.mark.parametrize("name", NAMES)
 def test_varcorr_group_names(name):
     assert list(fitted(name)[0].varcorr.grp) == FITS[name]["varcorr"]["grp"]

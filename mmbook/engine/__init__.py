@@ -2,9 +2,11 @@
 
 Stages of a fit, one module each (see :mod:`mmbook.engine.pipeline`):
 ``formula`` -> ``design`` -> ``pls`` (predictor) + ``response`` (criterion) ->
-``optimize`` -> ``stages`` (convergence checks, refits) -> ``fit`` (the result).
-lme4's verbs around a fit: ``predict`` (predict, simulate), ``lrt`` (anova),
-``intervals`` (confint, profile), ``bootstrap`` (bootMer); ``report`` prints
-lme4's summary. The engine imports neither statsmodels, matplotlib nor the
+``optimize`` -> ``stages`` (convergence checks, refits) -> ``fit`` (the result;
+its matrices in ``matrices``, lme4's ``getME``).
+lme4's verbs around a fit: ``predict`` (predict, simulate), ``update``
+(update, formula arithmetic), ``lrt`` (anova, drop1), ``profile`` (profile),
+``intervals`` (confint), ``bootstrap`` (bootMer), ``tidy`` (broom.mixed's
+tidy, glance); ``report`` prints lme4's summary. The engine imports neither statsmodels, matplotlib nor the
 book's forms.
 """

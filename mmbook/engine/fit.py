@@ -3,31 +3,38 @@
 :class:`LmerFit` holds the model frame, the criterion (:class:`PLS`), the
 optimizer's result and the settings it was made with; estimates follow
 lme4's extractor functions under their names (``fixef``, ``vcov``,
-``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``) and
-the model's matrices under the names of Bates et al. (2015): ``X``, ``y``,
-``Z``, ``Lambda``, ``u``, ``b``.
+``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``), the
+model's matrices (``X``, ``Z``, ``Lambda``, ``L``, ``RX``, ``u``, ``b``, ...:
+:class:`mmbook.engine.matrices.ModelMatrices`), and lme4's verbs as methods:
+``predict``, ``simulate``, ``confint``, ``profile``, ``update``, ``anova``,
+``drop1``, ``tidy``, ``glance``.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .control import LmerControl
 from .design import ModelFrame
 from .intervals import confint
+from .lrt import anova, drop1
+from .matrices import ModelMatrices
 from .optimize import OptimizeResult
 from .pls import PLS, PLSSolution
 from .predict import predict, simulate
+from .profile import profile
 from .report import summary_html, summary_text
 from .stages import refit_ml
+from .tidy import glance, tidy
+from .update import FitCall, update
 
-__all__ = ["LmerFit", "VarCorrTerm", "make_name"]
+__all__ = ["LmerFit", "VarCorrTerm", "make_name", "deviance"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,7 @@ def make_name(name: str) -> str:
 
 
 @dataclass(eq=False)
-class LmerFit:
+class LmerFit(ModelMatrices):
     """A fitted linear mixed model.
 
     Attributes follow lme4's extractor functions: ``fixef``, ``vcov``,
@@ -81,6 +88,7 @@ class LmerFit:
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
     messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
+    call: FitCall | None = None  # how the fit was made (lme4's getCall), for update()
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -140,50 +148,42 @@ class LmerFit:
     def bic(self) -> float:
         return -2.0 * self.loglik + np.log(self.nobs) * self.npar
 
-    @cached_property
+    @property
     def deviance(self) -> float:
-        """ML deviance ``-2 log L`` at the estimates (for a REML fit: at the REML estimates)."""
-        if not self.REML:
-            return self.objective
-        ml = PLS(self.mf, REML=False)
-        return ml.objective(self.opt.theta)
+        """lme4's ``deviance(fit)``: ``-2 log L`` of an ML fit; the REML criterion of a REML fit, with a warning.
 
-    # ------------------------------------------------ the model's matrices
-    @property
-    def X(self) -> np.ndarray:
-        """Fixed-effects model matrix, shape (n, p), with columns named by :attr:`fixef`'s index."""
-        return self.mf.X
-
-    @property
-    def y(self) -> np.ndarray:
-        """The response, shape (n,)."""
-        return self.mf.y
-
-    @cached_property
-    def Z(self) -> sp.csr_matrix:
-        """Random-effects model matrix, sparse, shape (n, q): the terms side by side, levels within a term.
-
-        Within a term, the columns of a level are adjacent (level-major), as
-        lme4's ``getME(fit, "Z")``; ``Z @ b == fit.Zgamma()``.
+        lme4 1.1-31 answers ``deviance()`` of a REML fit with the REML
+        criterion and the warning "deviance() is deprecated for REML fits";
+        mmbook does the same. For the ML deviance at the REML estimates use
+        ``mmbook.deviance(fit, REML=False)``; for the REML criterion,
+        :attr:`REMLcrit`.
         """
-        return sp.hstack([t.Z() for t in self.terms], format="csr")
-
-    @cached_property
-    def Lambda(self) -> sp.csr_matrix:
-        """Relative covariance factor ``Lambda_theta``, sparse (q, q): ``b = Lambda u``, ``Var(b) = sigma^2 Lambda Lambda'``."""
-        blocks = [sp.kron(sp.identity(t.nlevels, format="csr"), sp.csr_matrix(self.T(k)), format="csr")
-                  for k, t in enumerate(self.terms)]
-        return sp.block_diag(blocks, format="csr")
+        return deviance(self)
 
     @property
-    def u(self) -> np.ndarray:
-        """Spherical random effects, shape (q,), in the column order of :attr:`Z` (lme4's ``getME(fit, "u")``)."""
-        return np.concatenate([uk.ravel() for uk in self.solution.u])
+    def REMLcrit(self) -> float:
+        """The REML criterion at the estimates (lme4's ``REMLcrit``); for an ML fit, at the ML estimates."""
+        return self.objective if self.REML else PLS(self.mf, REML=True).objective(self.opt.theta)
 
     @property
-    def b(self) -> np.ndarray:
-        """Random effects on the data scale, ``b = Lambda u``, shape (q,), in :attr:`Z`'s column order."""
-        return np.concatenate([g.ravel() for g in self.solution.gamma])
+    def df_residual(self) -> int:
+        """Residual degrees of freedom, ``nobs - npar`` (lme4's ``df.residual``)."""
+        return self.nobs - self.npar
+
+    def coef_table(self) -> pd.DataFrame:
+        """lme4's ``coef(summary(fit))``: ``Estimate``, ``Std. Error`` and ``t value`` of the fixed effects."""
+        est, se = self.fixef.to_numpy(), self.stderror.to_numpy()
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se}, index=self.fixef.index)
+
+    # ------------------------------------------------------- group labels
+    @property
+    def cnms(self) -> dict:
+        """Column names of each term's random effects (lme4's ``getME(fit, "cnms")``).
+
+        Keyed by the terms' group labels as in :attr:`varcorr` (a factor
+        with several terms: ``g``, ``g.1``, ...; lme4 repeats the name ``g``).
+        """
+        return {g: list(t.cnames) for g, t in zip(self.group_names, self.terms)}
 
     @cached_property
     def stderror(self) -> pd.Series:
@@ -372,13 +372,42 @@ class LmerFit:
         """Predictions (lme4's ``predict``); see :func:`mmbook.engine.predict.predict`."""
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
 
-    def simulate(self, nsim: int = 1, seed=None) -> pd.DataFrame:
-        """Responses simulated from the fitted model; see :func:`mmbook.engine.predict.simulate`."""
-        return simulate(self, nsim=nsim, seed=seed)
+    def simulate(self, nsim: int = 1, seed=None, use_u: bool | None = None, re_form=None,
+                 newdata: pd.DataFrame | None = None, allow_new_levels: bool = False) -> pd.DataFrame:
+        """Responses simulated from the fitted model (lme4's ``simulate``); see :func:`mmbook.engine.predict.simulate`."""
+        return simulate(self, nsim=nsim, seed=seed, use_u=use_u, re_form=re_form, newdata=newdata,
+                        allow_new_levels=allow_new_levels)
 
-    def confint(self, method: str = "Wald", level: float = 0.95, **kwargs) -> pd.DataFrame:
-        """Confidence intervals; see :func:`mmbook.engine.intervals.confint`."""
-        return confint(self, method=method, level=level, **kwargs)
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs) -> pd.DataFrame:
+        """Confidence intervals, profile by default as lme4's ``confint``; see :func:`mmbook.engine.intervals.confint`."""
+        return confint(self, method=method, level=level, parm=parm, **kwargs)
+
+    def profile(self, which=None, **kwargs):
+        """The profile of the ML deviance (lme4's ``profile``); see :func:`mmbook.engine.profile.profile`."""
+        return profile(self, which=which, **kwargs)
+
+    def update(self, formula: str | None = None, data: pd.DataFrame | None = None, REML: bool | None = None,
+               **kwargs) -> "LmerFit":
+        """The model fitted again with changes (lme4's ``update``); see :func:`mmbook.engine.update.update`."""
+        return update(self, formula, data=data, REML=REML, **kwargs)
+
+    def anova(self) -> pd.DataFrame:
+        """lme4's ``anova(fit)``: the sequential F table of the fixed-effects terms; see :func:`mmbook.engine.lrt.anova`."""
+        return anova(self)
+
+    def drop1(self, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
+        """Each fixed-effects term dropped in turn (lme4's ``drop1``); see :func:`mmbook.engine.lrt.drop1`."""
+        return drop1(self, scope=scope, test=test, k=k)
+
+    def tidy(self, effects=("ran_pars", "fixed"), scales=None, conf_int: bool = False, conf_level: float = 0.95,
+             conf_method: str = "Wald") -> pd.DataFrame:
+        """Estimates as a tidy frame (broom.mixed's ``tidy``); see :func:`mmbook.engine.tidy.tidy`."""
+        return tidy(self, effects=effects, scales=scales, conf_int=conf_int, conf_level=conf_level,
+                    conf_method=conf_method)
+
+    def glance(self) -> pd.DataFrame:
+        """One row of fit statistics (broom.mixed's ``glance``); see :func:`mmbook.engine.tidy.glance`."""
+        return glance(self)
 
     def icc(self) -> float:
         """Intraclass correlation ``tau^2 / (tau^2 + sigma^2)`` of a random-intercept model.
@@ -392,9 +421,12 @@ class LmerFit:
         tau2 = self.psi(0)[0, 0]
         return float(tau2 / (tau2 + self.sigma ** 2))
 
-    def refit_ml(self) -> "LmerFit":
+    def refit_ml(self, warn: bool = True) -> "LmerFit":
         """The same model fitted by maximum likelihood (lme4's ``refitML``); see :func:`mmbook.engine.stages.refit_ml`."""
-        return refit_ml(self)
+        out = refit_ml(self, warn=warn)
+        if out is not self and self.call is not None:
+            out.call = self.call.with_args(REML=False)
+        return out
 
     def summary(self) -> str:
         return summary_text(self)
@@ -408,3 +440,23 @@ class LmerFit:
 
     def _repr_html_(self) -> str:
         return summary_html(self)
+
+
+def deviance(fit, REML: bool | None = None) -> float:
+    """lme4's ``deviance(fit, REML)`` for a linear mixed model.
+
+    ``REML=None``: ``-2 log L`` of an ML fit; for a REML fit the REML
+    criterion, with lme4's warning that ``deviance()`` is deprecated for REML
+    fits. ``REML=False``: the ML deviance evaluated at the fit's estimates
+    (``log|L|^2 + n (1 + log(2 pi pwrss / n))``, for a REML fit at the REML
+    ``theta``). ``REML=True``: the REML criterion at the fit's estimates.
+    """
+    if REML is None:
+        if fit.REML:
+            warnings.warn("deviance() is deprecated for REML fits; use REMLcrit for the REML criterion or "
+                          "deviance(., REML=False) for deviance calculated at the REML fit", UserWarning,
+                          stacklevel=3)
+        return fit.objective
+    if REML:
+        return fit.REMLcrit
+    return fit.objective if not fit.REML else PLS(fit.mf, REML=False).objective(fit.opt.theta)

@@ -39,6 +39,7 @@ from .design import ModelFrame, model_frame
 from .fit import LmerFit
 from .formula import parse_formula
 from .stages import check_control, fit_model
+from .update import FitCall
 
 __all__ = ["lmer", "build_model_frame"]
 
@@ -76,11 +77,14 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     >>> round(fit.objective, 4)
     1743.6283
     """
+    call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     with blas_threads(control.blas_threads):
         mf = build_model_frame(formula, data, stacklevel=4)  # user -> lmer -> build_model_frame
-        return fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
-                         stacklevel=3)
+        fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
+                        stacklevel=3)
+    fit.call = call
+    return fit
 
 
 def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> ModelFrame:
