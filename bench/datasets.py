@@ -29,7 +29,9 @@ for the crossed designs.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -60,6 +62,10 @@ class Case:
         or ``"skip: <reason>"``.
     big : bool
         Skipped by ``--quick`` (and statsmodels is skipped on it).
+    group_cols : tuple of str
+        The grouping columns.
+    REML : bool
+        Fit by REML (True, the default of every tool) or ML.
     """
 
     name: str
@@ -74,6 +80,7 @@ class Case:
     sm: str = "groups"
     big: bool = False
     group_cols: tuple = ("g",)
+    REML: bool = True
 
 
 # ---------------------------------------------------------------- helpers
@@ -190,6 +197,58 @@ def insteval_like(seed: int = 20240305) -> pd.DataFrame:
                   "dept": labels("dept", n_dept)[dept]})
 
 
+# ---------------------------------------------------------------- InstEval (real data, from R)
+DATA = Path(__file__).resolve().parent / "data"
+_INSTEVAL_R = """
+suppressPackageStartupMessages(library(lme4))
+d <- InstEval
+for (v in names(d)) if (is.factor(d[[v]])) d[[v]] <- as.character(d[[v]])
+write.csv(d, commandArgs(trailingOnly = TRUE)[1], row.names = FALSE)
+"""
+
+
+def insteval() -> pd.DataFrame:
+    """lme4's ``InstEval`` (73,421 ratings), exported from R once and cached in ``bench/data/``.
+
+    The benchmark needs R and lme4 anyway (it times lme4); the export runs
+    ``Rscript`` the first time and keeps ``bench/data/InstEval.csv``
+    (git-ignored). Factor columns become strings (``s``, ``d``, ``studage``,
+    ``lectage``, ``service``, ``dept``), as a CSV gives them, so both tools
+    turn them into factors inside the timed call; ``y`` is the 1-5 rating.
+
+    Raises
+    ------
+    RuntimeError
+        The cache is missing and R/lme4 cannot produce it.
+    """
+    path = DATA / "InstEval.csv"
+    if not path.exists():
+        DATA.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        try:
+            subprocess.run(["Rscript", "-e", _INSTEVAL_R, str(tmp)], check=True, capture_output=True,
+                           timeout=300)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise RuntimeError("bench/data/InstEval.csv is missing and could not be exported from R "
+                               f"(Rscript with lme4 is needed once): {err}") from None
+        tmp.rename(path)
+    df = pd.read_csv(path, dtype={c: str for c in ("s", "d", "studage", "lectage", "service", "dept")})
+    df["y"] = df["y"].astype(float)
+    return df
+
+
+def insteval_sample(n_rows: int, seed: int) -> pd.DataFrame:
+    """``n_rows`` rows of InstEval drawn without replacement (seeded), in InstEval's row order.
+
+    Levels that the sample misses are simply absent (both tools build their
+    factors from the rows present).
+    """
+    df = insteval()
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(df), size=n_rows, replace=False))
+    return df.iloc[keep].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------- the cases
 CASES = {
     c.name: c
@@ -211,6 +270,17 @@ CASES = {
              insteval_like,
              rows=73_421, groups={"s": 2_972, "d": 1_128, "dept": 14}, runs_lme4=3, runs_sm=1,
              sm="vc", group_cols=("s", "d", "dept")),
+        Case("insteval_20k", "InstEval, 20k sample", "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
+             lambda: insteval_sample(20_000, seed=20),
+             rows=20_000, groups={"s": 2_901, "d": 1_120, "dept": 14}, runs_lme4=3, runs_sm=1,
+             sm="vc", group_cols=("s", "d", "dept")),
+        Case("insteval_40k", "InstEval, 40k sample", "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
+             lambda: insteval_sample(40_000, seed=40),
+             rows=40_000, groups={"s": 2_965, "d": 1_128, "dept": 14}, runs_lme4=3, runs_sm=1,
+             sm="vc", group_cols=("s", "d", "dept")),
+        Case("insteval_ml", "InstEval, service*dept, ML", "y ~ service * dept + (1 | s) + (1 | d)",
+             insteval, rows=73_421, groups={"s": 2_972, "d": 1_128}, runs_lme4=3, runs_sm=1,
+             sm="vc", group_cols=("s", "d"), REML=False),
         Case("slopes_10m", "10M rows, (x|g)", "y ~ x + (x | g)",
              lambda: slopes(10_000_000, 500_000, seed=10_000),
              rows=10_000_000, groups={"g": 500_000}, runs_mmbook=3, runs_lme4=1, runs_sm=0,

@@ -61,6 +61,7 @@ def summary(fit) -> dict:
     fixef = fit.fixef
     return {
         "criterion": float(fit.objective),
+        "nfev": int(fit.opt.nfev),
         "fixef": {str(k): float(v) for k, v in dict(fixef).items()},
         "theta": [float(t) for t in list(fit.theta)],
         "sigma": float(fit.sigma),
@@ -95,7 +96,7 @@ def main(argv=None):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             c0, t0 = time.process_time(), time.perf_counter()
-            fit = mmbook.lmer(case.formula, df)
+            fit = mmbook.lmer(case.formula, df, REML=case.REML)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         if run == 0:

@@ -166,7 +166,8 @@ def run_lme4(case, timeout):
         write_for_r(df, Path(tmp))
         del df
         rc, out, err, peak, wall = run_child(
-            ["Rscript", str(HERE / "lme4_fit.R"), tmp, case.formula, "TRUE", str(case.runs_lme4)],
+            ["Rscript", str(HERE / "lme4_fit.R"), tmp, case.formula, "TRUE" if case.REML else "FALSE",
+             str(case.runs_lme4)],
             timeout)
     if rc != 0:
         return {"status": failure(rc, err, timeout)}

@@ -1,7 +1,7 @@
 """Fit one benchmark case with statsmodels MixedLM (run as a subprocess).
 
 ``python -m bench.sm_fit CASE RUNS`` regenerates the case's data, fits it
-``RUNS`` times with ``MixedLM.fit(reml=True)`` and prints one JSON object.
+``RUNS`` times with ``MixedLM.fit(reml=case.REML)`` and prints one JSON object.
 The runner starts it with a timeout, so a fit that would take too long is
 killed rather than waited for.
 
@@ -73,7 +73,7 @@ def main(argv=None):
             warnings.simplefilter("always")
             c0, t0 = time.process_time(), time.perf_counter()
             model = build(case, df)
-            res = model.fit(reml=True)
+            res = model.fit(reml=case.REML)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         notes.update(f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught)

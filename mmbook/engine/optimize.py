@@ -77,9 +77,43 @@ def _hessian(f, x, h, f0):
     return g, H
 
 
+def _hessian_from_gradients(analytic, x, idx, z, h):
+    """Gradient and Hessian on the free components ``idx`` from analytic gradients, or None."""
+    def grad(zz):
+        xx = x.copy()
+        xx[idx] = zz
+        r = analytic(xx)
+        return None if r is None or not np.isfinite(r[0]) else r[1][idx]
+
+    g = grad(z)
+    if g is None:
+        return None
+    k = len(z)
+    H = np.empty((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h
+        gp, gm = grad(z + e), grad(z - e)
+        if gp is None or gm is None:
+            return None
+        H[:, i] = (gp - gm) / (2 * h)
+    return g, 0.5 * (H + H.T)
+
+
+def _better_gradient(analytic, x, idx, znew, g, fnew, fx):
+    """With exact gradients: a Newton step that leaves the criterion within its rounding noise
+    (1e-12 relative) and shrinks the gradient is an improvement the criterion's digits cannot show."""
+    if not np.isfinite(fnew) or fnew > fx + 1e-12 * max(1.0, abs(fx)):
+        return False
+    xx = x.copy()
+    xx[idx] = znew
+    r = analytic(xx)
+    return r is not None and bool(np.linalg.norm(r[1][idx]) < np.linalg.norm(g))
+
+
 def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=2000,
                    polish=True, polish_max_params=10, boundary_tol=1e-4, upper=None,
-                   central=False, polish_steps=1) -> OptimizeResult:
+                   central=False, polish_steps=1, fgrad=None) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``theta >= lower``.
 
     Parameters
@@ -100,8 +134,24 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         bounds with a finite-difference Hessian (only with at most
         ``polish_max_params`` parameters), keeping a step only if it lowers
         ``f``.
+    fgrad : callable, optional
+        ``fgrad(theta) -> (f, gradient)``, the criterion with its analytic
+        gradient (:func:`mmbook.engine.gradient.objective_gradient`), or None
+        at points where it does not apply; finite differences are used
+        there and without ``fgrad``. With it, the polish's Hessian is formed
+        from central differences of gradients. ``nfev`` counts both kinds
+        of evaluation.
     """
     fc = _Counted(f)
+    fg = _Counted(fgrad) if fgrad is not None else None
+
+    def analytic(x):
+        if fg is None:
+            return None
+        r = fg(x)
+        if r is None:
+            fg.n -= 1  # not evaluated: nothing computed
+        return r
     lower = np.asarray(lower, dtype=float)
     upper_ = np.full_like(lower, np.inf) if upper is None else np.asarray(upper, dtype=float)
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper_)]
@@ -115,8 +165,12 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         for xc, fcached, gc in recent:
             if np.all(np.abs(x - xc) <= 1e-12 * (1.0 + np.abs(xc))):
                 return fcached, gc.copy()
-        f0 = fc(x)
-        g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
+        r = analytic(x)
+        if r is not None:
+            f0, g = r
+        else:
+            f0 = fc(x)
+            g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
         recent.append((x.copy(), f0, g))
         del recent[:-16]
         return f0, g.copy()
@@ -167,7 +221,8 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
                 h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
                 if np.any(z - h < lower[idx]) or np.any(z + h > upper_[idx]):
                     break
-                g, H = _hessian(fsub, z, h, fsub(z))
+                gH = _hessian_from_gradients(analytic, x, idx, z, h) if fg is not None else None
+                g, H = gH if gH is not None else _hessian(fsub, z, h, fsub(z))
                 try:
                     step = np.linalg.solve(H, g)
                 except np.linalg.LinAlgError:
@@ -176,11 +231,12 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
                     break
                 znew = np.minimum(np.maximum(z - step, lower[idx]), upper_[idx])
                 fnew = fsub(znew)
-                if not fnew <= fx:
+                if not fnew <= fx and not _better_gradient(analytic, x, idx, znew, g, fnew, fx):
                     break
                 improvement = fx - fnew
                 z, fx = znew, fnew
                 x[idx] = z
                 if improvement < 1e-13 * max(1.0, abs(fx)) and np.max(np.abs(step)) < 1e-9:
                     break
-    return OptimizeResult(theta=x, fun=float(f(x)), nfev=fc.n, converged=not messages, messages=messages)
+    nfev = fc.n + (fg.n if fg is not None else 0)
+    return OptimizeResult(theta=x, fun=float(f(x)), nfev=nfev, converged=not messages, messages=messages)

@@ -47,8 +47,10 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .design import ModelFrame, RandomTerm
+from .gradient import objective_gradient
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 from .response import GaussianResponse
+from .sparse import sparse_schur, unique_keys
 
 __all__ = ["PLS", "PLSSolution", "BlockedFactor"]
 
@@ -220,6 +222,7 @@ class PLS:
             XY = XY * w[:, None]
         self._XY = XY
         self.Axyxy = XY.T @ XY
+        self._gram = None
 
         # first term: block diagonal, by bincount (one pass per pair of columns)
         t1 = self.terms[0]
@@ -251,6 +254,7 @@ class PLS:
             self._gram = None
             if self._rest_scalar and q1 == 1 and not self._rest_dense:
                 self._gram = _gram_pattern(Ar1)
+        self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
         return self
 
     # ------------------------------------------------------------------ start
@@ -438,20 +442,71 @@ class PLS:
 
     # -------------------------------------------------------------- criterion
     def objective(self, theta: np.ndarray) -> float:
-        """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
+        """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined).
+
+        Through the sparse factor of the later terms where it pays
+        (:mod:`mmbook.engine.sparse`), else the dense blocked factor.
+        """
         try:
-            F = self.factor(theta, full=False)
+            pieces = self._sparse_pieces(theta) if self._gram is not None else None
+            if pieces is None:
+                F = self.factor(theta, full=False)
+                if not F.is_valid():
+                    return np.inf
+                pieces = F.logdet_L, F.logdet_RX, F.pwrss
         except (np.linalg.LinAlgError, sla.LinAlgError, ValueError, FloatingPointError):
             return np.inf
-        if not F.is_valid():
+        if not all(np.isfinite(pieces)):
             return np.inf
-        return self.response.objective(F.logdet_L, F.logdet_RX, F.pwrss)
+        return self.response.objective(*pieces)
+
+    def objective_gradient(self, theta: np.ndarray):
+        """The criterion and its analytic gradient, or None (use finite differences): see :mod:`mmbook.engine.gradient`."""
+        return objective_gradient(self, theta)
+
+    def gram_pattern(self):
+        """``(M, indices, indptr)``: ``A_r1 diag(w) A_r1'`` has lower-triangle CSR values ``M @ w``; or None."""
+        return self._gram
+
+    def uses_sparse_factor(self, theta=None) -> bool:
+        """Whether evaluations go through the sparse factor of the later terms (decided at a valid ``theta``)."""
+        if self._gram is not None and not self._sparse_checked and theta is not None:
+            self._decide_sparse(np.asarray(theta, dtype=float))
+        return self._sparse is not None
+
+    def _decide_sparse(self, theta):
+        T1 = self.T(0, theta)
+        L11, _, _ = self._factor_first_term(T1)
+        lam = self.Lambda_rest(theta)
+        k = T1[0, 0] / L11[0, 0]
+        if np.all(lam > 0) and np.all(np.isfinite(k)):  # a theta inside the parameter space
+            self._sparse_checked = True
+            self._sparse = sparse_schur(self.Qr, self.Arr, self._gram, lam, k, self.p + 1)
+
+    def _sparse_pieces(self, theta):
+        """``(log|L_theta|^2, log|R_X|^2, pwrss)`` by the sparse path, or None where it does not pay."""
+        theta = np.asarray(theta, dtype=float)
+        if not self.uses_sparse_factor(theta):
+            return None
+        T1 = self.T(0, theta)
+        L11, W1, logdet11 = self._factor_first_term(T1)
+        lam = self.Lambda_rest(theta)
+        k = T1[0, 0] / L11[0, 0]
+        S_zz = self.Axyxy - W1[0] @ W1[0].T
+        S_rz = (lam[:, None] * (self.Arxy - np.asarray(self.Ar1 @ (k[:, None] * W1[0].T)))).T
+        logdet_r, Lz = self._sparse.factor_pieces(lam, k, S_rz, S_zz)
+        d = np.diagonal(Lz)
+        p = self.p
+        return float(logdet11 + logdet_r), float(2.0 * np.log(d[:p]).sum()), float(d[p] ** 2)
 
     # --------------------------------------------------------------- solution
-    def solve(self, theta: np.ndarray) -> PLSSolution:
-        """``beta``, the random effects and the pieces of the criterion at ``theta``."""
+    def solve(self, theta: np.ndarray, factor: BlockedFactor | None = None) -> PLSSolution:
+        """``beta``, the random effects and the pieces of the criterion at ``theta``.
+
+        ``factor``: the dense blocked factor at this ``theta`` if already computed (``full=True``).
+        """
         theta = np.asarray(theta, dtype=float)
-        F = self.factor(theta)
+        F = self.factor(theta) if factor is None else factor
         L11, W1, Lr1, Ld = F.L11, F.W1, F.Lr1, F.Ld
         p, Qr = self.p, self.Qr
         RX = F.RX
@@ -541,11 +596,13 @@ def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):
     offset = np.arange(total) - np.repeat(np.cumsum(counts_per_entry) - counts_per_entry, counts_per_entry)
     J = start + offset
     rows, cols = Ac.indices[I], Ac.indices[J]
-    col_l = np.repeat(np.repeat(np.arange(m), nnz_col), counts_per_entry)
     n = A.shape[0]
     key = rows.astype(np.int64) * n + cols
-    uniq, inv = np.unique(key, return_inverse=True)
-    M = sp.csr_matrix((Ac.data[I] * Ac.data[J], (inv, col_l)), shape=(len(uniq), m))
+    uniq, inv = unique_keys(key, n * n)
+    # entries come column by column of A: M is built in CSC form directly
+    per_col = np.bincount(np.repeat(np.arange(m), nnz_col), weights=counts_per_entry, minlength=m)
+    M_indptr = np.concatenate([[0], np.cumsum(per_col.astype(np.int64))])
+    M = sp.csc_matrix((Ac.data[I] * Ac.data[J], inv, M_indptr), shape=(len(uniq), m))
     urow, ucol = uniq // n, uniq % n
     indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
     return M, ucol.astype(np.int32), indptr
