@@ -375,6 +375,9 @@ class ModelFrame:
 
 
 def _check_data(data) -> pd.DataFrame:
+    if type(data).__module__.split(".")[0] == "dask":
+        raise TypeError("a Dask DataFrame is supported only by mmbook.lmer (Gaussian linear mixed models); "
+                        "this needs the data in memory: use data.compute() if it fits")
     if not isinstance(data, pd.DataFrame):
         # a dict of columns is a data frame in all but name; an array or a list has no column names
         if not isinstance(data, Mapping):

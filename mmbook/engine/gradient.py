@@ -117,13 +117,23 @@ def objective_gradient(pls, theta):
     return float(f), grad
 
 
+def _gram_of_columns(C: np.ndarray) -> np.ndarray:
+    """``G[a, b] = sum over all other axes of C[..., a, :] * C[..., b, :]`` for ``C`` of shape (..., q, m)."""
+    q = C.shape[-2]
+    G = np.empty((q, q))
+    for a in range(q):
+        for b in range(a + 1):
+            G[a, b] = G[b, a] = np.vdot(C[..., a, :], C[..., b, :])
+    return G
+
+
 def _level_sums_of_V(pls, theta, F):
     """``sum_l V_{kl,kl}`` for every term (a list of q_k x q_k arrays), or None (too large)."""
     p, Qr, q1, m1 = pls.p, pls.Qr, pls.q1, pls.m1
     nx = p if pls.REML else 0
     n2 = Qr + nx
     K = inv_lower_blocks(F.L11)  # (q1, q1, m1): L11_l^{-1}
-    S1 = np.einsum("abl,acl->bc", K, K)
+    S1 = _gram_of_columns(K)  # sum_l K_l' K_l
     if n2 == 0:
         return [S1]
     L22 = F.Ld[:n2, :n2]
@@ -132,8 +142,7 @@ def _level_sums_of_V(pls, theta, F):
         V, info = sla.lapack.dpotri(L22, lower=1)
         if info != 0:
             return None
-        S1 = S1 + _first_term_gram(pls, theta, F, V, nx)
-        sums = [S1]
+        sums = [S1 + _first_term_gram(pls, theta, F, V, nx)]
         off = 0
         for t in pls.rest:
             w = t.nlevels * t.q
@@ -142,31 +151,54 @@ def _level_sums_of_V(pls, theta, F):
         return sums
     if n2 * m1 * q1 > _MAX_DENSE_J:
         return None
-    parts = []
+    # J = L21 K with columns grouped by the position b within a level: shape (n2, q1, m1)
+    J = np.empty((n2, q1, m1))
     if Qr:
         Lr1 = F.Lr1
-        if q1 == 1:
-            k = K[0, 0]
-            Jr = (Lr1 @ sp.diags(k)).toarray() if sp.issparse(Lr1) else Lr1 * k[None, :]
-            parts.append(np.asarray(Jr).reshape(Qr, m1, 1))
-        else:
-            Lr1d = Lr1.toarray() if sp.issparse(Lr1) else np.asarray(Lr1)
-            parts.append(np.einsum("rla,abl->rlb", Lr1d.reshape(Qr, m1, q1), K))
+        Lr1d = Lr1.toarray() if sp.issparse(Lr1) else np.asarray(Lr1)
+        Lr1d = Lr1d.reshape(Qr, m1, q1)  # columns are level-major: (level, position)
+        for b in range(q1):
+            acc = J[:Qr, b, :]
+            acc[...] = Lr1d[:, :, b] * K[b, b][None, :]
+            for a in range(b + 1, q1):
+                acc += Lr1d[:, :, a] * K[a, b][None, :]
     if nx:
-        parts.append(np.einsum("acl,abl->clb", F.W1[:, :p, :], K))  # Lx1_l K_l: (p, m1, q1)
-    J = np.concatenate(parts, axis=0).reshape(n2, m1 * q1)
-    Y = sla.solve_triangular(L22, J, lower=True, check_finite=False).reshape(n2, m1, q1)
-    sums = [S1 + np.einsum("nla,nlb->ab", Y, Y)]
+        for b in range(q1):  # rows of X: Lx1_l K_l, with Lx1_l = W1[:, :p, l]'
+            acc = J[Qr:, b, :]
+            acc[...] = F.W1[b, :p, :] * K[b, b][None, :]
+            for a in range(b + 1, q1):
+                acc += F.W1[a, :p, :] * K[a, b][None, :]
+    if q1 == 1 and Qr:
+        # sum_l J_l' V22 J_l = <V22, J J'>: a SYRK and LAPACK's potri (cheaper than a TRSM with m1 columns)
+        V, info = sla.lapack.dpotri(L22, lower=1)
+        if info != 0:
+            return None
+        G = sla.blas.dsyrk(1.0, J.reshape(n2, m1), lower=1)
+        both = np.tril(V) * np.tril(G)
+        S1 = S1 + 2.0 * both.sum() - np.trace(both)
+        sums = [S1]
+        off = 0
+        diagV = np.diagonal(V)
+        for t in pls.rest:  # scalar first term: later terms may still be vector-valued
+            w = t.nlevels * t.q
+            idx = off + np.arange(t.nlevels)[:, None] * t.q + np.arange(t.q)[None, :]
+            B = np.tril(V)[idx[:, :, None], idx[:, None, :]].sum(axis=0) if t.q > 1 else \
+                np.array([[diagV[off:off + w].sum()]])
+            sums.append(B + np.tril(B, -1).T if t.q > 1 else B)
+            off += w
+        return sums
+    Y = sla.solve_triangular(L22, J.reshape(n2, q1 * m1), lower=True, check_finite=False)
+    sums = [S1 + _gram_of_columns(Y.reshape(n2, q1, m1))]
     if Qr:
         # the later terms' blocks of V_22 = L22^{-T} L22^{-1}: inner products of the inverse's columns
-        Linv_full, info = sla.lapack.dtrtri(L22, lower=1)
+        Linv, info = sla.lapack.dtrtri(L22, lower=1)
         if info != 0:
             return None
         off = 0
         for t in pls.rest:
             w = t.nlevels * t.q
-            C = Linv_full[:, off:off + w].reshape(n2, t.nlevels, t.q)
-            sums.append(np.einsum("mla,mlb->ab", C, C))
+            C = Linv[:, off:off + w].reshape(n2, t.nlevels, t.q).transpose(0, 2, 1)
+            sums.append(_gram_of_columns(C))
             off += w
     return sums
 

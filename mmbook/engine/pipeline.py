@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .bigdata import is_dask_dataframe, lmer_dask
 from .control import LmerControl, blas_threads
 from .design import ModelFrame, model_frame
 from .fit import LmerFit
@@ -52,7 +53,11 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     ----------
     formula : str
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        A Dask DataFrame is fitted without bringing its rows into memory: the
+        cross-products are summed partition by partition
+        (:mod:`mmbook.engine.bigdata`; Gaussian models with single-column
+        grouping factors).
     REML : bool, default True
         Estimate by restricted maximum likelihood (True) or maximum likelihood.
     control : LmerControl, optional
@@ -79,6 +84,11 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     """
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
+    if is_dask_dataframe(data):
+        with blas_threads(control.blas_threads):
+            fit = lmer_dask(formula, data, REML=REML, control=control, start=start)
+        fit.call = call
+        return fit
     with blas_threads(control.blas_threads):
         mf = build_model_frame(formula, data, stacklevel=4)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,

@@ -52,7 +52,7 @@ from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 from .response import GaussianResponse
 from .sparse import sparse_schur, unique_keys
 
-__all__ = ["PLS", "PLSSolution", "BlockedFactor"]
+__all__ = ["PLS", "PLSSolution", "BlockedFactor", "CrossProducts", "cross_products"]
 
 
 @dataclass
@@ -147,6 +147,79 @@ class BlockedFactor:
         return bool(np.all(np.isfinite(d)) and d[-1] > 0 and self.logdet11 == self.logdet11)
 
 
+@dataclass
+class CrossProducts:
+    """The cross-products of ``[Z X y]`` that the factorisation needs (all sums over rows).
+
+    Attributes
+    ----------
+    A11 : ndarray, shape (q1, q1, m1)
+        ``Z_1'Z_1`` per level of the first term (element-major).
+    A1xy : ndarray, shape (q1, p + 1, m1)
+        ``Z_1'[X y]`` per level of the first term.
+    Axyxy : ndarray, shape (p + 1, p + 1)
+        ``[X y]'[X y]``.
+    Ar1, Arr : scipy.sparse matrix or None
+        ``Z_r'Z_1`` and ``Z_r'Z_r`` for the later terms ``r`` (None without them).
+    Arxy : ndarray, shape (Q_r, p + 1), or None
+        ``Z_r'[X y]``.
+
+    Sums over disjoint sets of rows add (``cp1 + cp2``): the larger-than-memory path
+    (:mod:`mmbook.engine.bigdata`) forms them partition by partition.
+    """
+
+    A11: np.ndarray
+    A1xy: np.ndarray
+    Axyxy: np.ndarray
+    Ar1: object = None
+    Arr: object = None
+    Arxy: np.ndarray | None = None
+
+    def __add__(self, other: "CrossProducts") -> "CrossProducts":
+        plus = lambda a, b: None if a is None else a + b  # noqa: E731
+        return CrossProducts(self.A11 + other.A11, self.A1xy + other.A1xy, self.Axyxy + other.Axyxy,
+                             plus(self.Ar1, other.Ar1), plus(self.Arr, other.Arr), plus(self.Arxy, other.Arxy))
+
+
+def cross_products(terms, X: np.ndarray, y: np.ndarray, sqrtw=None) -> CrossProducts:
+    """The cross-products of ``[Z X y]`` with row ``i`` scaled by ``sqrtw[i]`` (one pass over the rows).
+
+    Parameters
+    ----------
+    terms : list of RandomTerm
+        The first term's levels index the per-level blocks; ``refs`` and ``z`` give the rows.
+    X : ndarray, shape (n, p)
+    y : ndarray, shape (n,)
+    sqrtw : ndarray, shape (n,), optional
+    """
+    w = sqrtw
+    XY = np.column_stack([X, y])
+    if w is not None:
+        XY = XY * w[:, None]
+    Axyxy = XY.T @ XY
+    # first term: block diagonal, by bincount (one pass per pair of columns)
+    t1 = terms[0]
+    m1, q1, r = t1.nlevels, t1.q, XY.shape[1]
+    z1 = t1.z if w is None else t1.z * w[:, None]
+    A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
+    for a in range(q1):
+        for b in range(a + 1):
+            A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
+    A1xy = np.empty((q1, r, m1))
+    for a in range(q1):
+        for c in range(r):
+            A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
+    if len(terms) == 1:
+        return CrossProducts(A11, A1xy, Axyxy)
+    # remaining terms: sparse cross-products with everything else
+    Zr = sp.hstack([t.Z() for t in terms[1:]], format="csc")
+    Z1 = t1.Z().tocsc()
+    if w is not None:
+        W = sp.diags(w)
+        Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
+    return CrossProducts(A11, A1xy, Axyxy, (Zr.T @ Z1).tocsr(), (Zr.T @ Zr).tocsr(), np.asarray(Zr.T @ XY))
+
+
 class PLS:
     """The penalized least squares problem of a linear mixed model, as a function of ``theta``.
 
@@ -216,43 +289,20 @@ class PLS:
         if y is not None:
             self.y = np.asarray(y, dtype=float)
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
-        w = self.sqrtw
-        XY = np.column_stack([self.X, self.y])
-        if w is not None:
-            XY = XY * w[:, None]
-        self._XY = XY
-        self.Axyxy = XY.T @ XY
+        return self.set_cross_products(cross_products(self.terms, self.X, self.y, self.sqrtw))
+
+    def set_cross_products(self, cp: "CrossProducts") -> "PLS":
+        """Install the cross-products of ``[Z X y]`` (from :func:`cross_products`, or summed over
+        the partitions of a larger-than-memory data set) and what the factorisation derives from them."""
+        self.Axyxy, self.A11, self.A1xy = cp.Axyxy, cp.A11, cp.A1xy
         self._gram = None
-
-        # first term: block diagonal, by bincount (one pass per pair of columns)
-        t1 = self.terms[0]
-        m1, q1 = self.m1, self.q1
-        z1 = t1.z if w is None else t1.z * w[:, None]
-        A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
-        for a in range(q1):
-            for b in range(a + 1):
-                A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
-        self.A11 = A11
-        A1xy = np.empty((q1, self.p + 1, m1))
-        for a in range(q1):
-            for c in range(self.p + 1):
-                A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
-        self.A1xy = A1xy
-
-        # remaining terms: sparse cross-products with everything else
         if self.rest:
-            W = sp.diags(w) if w is not None else None
-            Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
-            Z1 = t1.Z().tocsc()
-            if W is not None:
-                Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
-            Ar1 = (Zr.T @ Z1).tocsr()
+            Ar1 = cp.Ar1.tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
             self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
-            self.Arr = (Zr.T @ Zr).toarray()
-            self.Arxy = np.asarray(Zr.T @ XY)
-            self._gram = None
-            if self._rest_scalar and q1 == 1 and not self._rest_dense:
+            self.Arr = cp.Arr.toarray()
+            self.Arxy = np.asarray(cp.Arxy)
+            if self._rest_scalar and self.q1 == 1 and not self._rest_dense:
                 self._gram = _gram_pattern(Ar1)
         self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
         return self

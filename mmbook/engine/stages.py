@@ -40,7 +40,7 @@ def check_control(control) -> LmerControl:
 
 
 def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerControl | None = None, start=None,
-              data: pd.DataFrame | None = None, warn: bool = True, stacklevel: int = 2):
+              data: pd.DataFrame | None = None, warn: bool = True, stacklevel: int = 2, pls: PLS | None = None):
     """Stages *criterion* to *fit object* on a model frame.
 
     Parameters
@@ -60,13 +60,16 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
         instead of warning once per refit).
     stacklevel : int
         Where warnings point: 2 is the caller of ``fit_model``.
+    pls : PLS, optional
+        The predictor, if already built (from summed cross-products:
+        :mod:`mmbook.engine.bigdata`); default ``PLS(mf, REML)``.
 
     Returns
     -------
     LmerFit
     """
     control = check_control(control)
-    pls = PLS(mf, REML=REML)
+    pls = PLS(mf, REML=REML) if pls is None else pls
     theta0 = pls.moment_start() if start is None else np.asarray(start, dtype=float)
     if theta0.shape != pls.theta0.shape:
         raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
