@@ -470,7 +470,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     o_arr = None if offset is None or o_expr is not None else _row_values(offset, len(data), "offset")
 
     full = data[needed]
-    complete = full.notna().all(axis=1).to_numpy()
+    complete = np.array(full.notna().all(axis=1).to_numpy(), dtype=bool)
     for arr in (w_arr, o_arr):
         if arr is not None:
             complete &= ~np.isnan(arr)

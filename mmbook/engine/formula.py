@@ -210,6 +210,8 @@ def _deparse(s: str) -> str:
     s = s.replace(" *  * ", "^").replace(" * * ", "^")
     s = re.sub(r"\s*\|\s*\|\s*", " || ", s)
     s = re.sub(r"\s*([/:^])\s*", r"\1", s)  # R writes a/b, a:b, x^2 without spaces
+    s = re.sub(r"\s*,\s*", ", ", s)  # f(x, 2), g(x, df = 4)
+    s = re.sub(r"\s*(?<![=<>!])=(?!=)\s*", " = ", s)
     s = re.sub(r" +", " ", s)
     return s.strip()
 

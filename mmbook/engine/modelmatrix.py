@@ -97,12 +97,15 @@ def variable_class(col: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt):
         return "numeric"
     if pd.api.types.is_string_dtype(dt) or dt == object:
-        kinds = {type(v) for v in col.dropna().to_numpy()}
-        if kinds <= {bool, np.bool_} and kinds:
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "boolean":
             return "logical"
-        if kinds <= {str} or not kinds:
+        if kind in ("string", "empty"):
             return "factor"
-        raise TypeError(f"column {col.name!r} mixes types ({', '.join(sorted(k.__name__ for k in kinds))}); "
+        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+            return "numeric"
+        kinds = sorted({type(v).__name__ for v in col.dropna().unique()})
+        raise TypeError(f"column {col.name!r} mixes types ({', '.join(kinds)}); "
                         "make it all strings (a factor) or all numbers")
     raise TypeError(f"column {col.name!r} has dtype {dt}, which a model formula cannot use; "
                     "convert it to numbers or to strings/categorical")
@@ -183,20 +186,30 @@ def _as_factor(values, contrast: RContrast, what: str, levels=None):
                         encoder=_FactorCoding(contrast=contrast, what=what, levels=levels))
 
 
+def _called(fn: str, x) -> str:
+    """``factor(h)`` for messages, when the argument is a named column."""
+    from formulaic.materializers.types import FactorValues
+
+    raw = x.__wrapped__ if isinstance(x, FactorValues) else x
+    name = getattr(raw, "name", None)
+    return f"{fn}({name})" if isinstance(name, str) else f"{fn}(...)"
+
+
 def _r_factor(x, levels=None):
     """R's ``factor(x)``: levels sorted (or as given), coded by ``contr.treatment``."""
-    return _as_factor(x, RContrast("treatment"), "factor(...)", levels)
+    return _as_factor(x, RContrast("treatment"), _called("factor", x), levels)
 
 
 def _r_ordered(x, levels=None):
     """R's ``ordered(x)``: an ordered factor, coded by ``contr.poly``."""
-    return _as_factor(x, RContrast("poly"), "ordered(...)", levels)
+    return _as_factor(x, RContrast("poly"), _called("ordered", x), levels)
 
 
 def _r_C(x, contr=None, base=None):
     """R's ``C(f, contr)``: a factor with the given contrasts (``contr.sum``, ``sum``, ``helmert``, ...)."""
-    spec = RContrast("treatment", base=base) if contr is None else resolve_contrast(_contrast_name(contr), "C(...)")
-    return _as_factor(x, spec, "C(...)")
+    what = _called("C", x)
+    spec = RContrast("treatment", base=base) if contr is None else resolve_contrast(_contrast_name(contr), what)
+    return _as_factor(x, spec, what)
 
 
 def _contrast_name(value):
@@ -228,7 +241,18 @@ def _make_stateful():
         return basis_spline(x, df=df, knots=knots, degree=degree, include_intercept=bool(intercept),
                             lower_bound=lower, upper_bound=upper, extrapolation="extend", _state=_state)
 
-    return bs, poly
+    @stateful_transform
+    def r_poly(x, degree=1, raw=False, _state=None):
+        """R's ``poly(x, degree, raw)``: orthogonal (R's recurrence, kept for new data) or raw powers."""
+        from formulaic.materializers.types import FactorValues
+
+        if raw:
+            x = np.asarray(x, dtype=float)
+            return FactorValues(np.column_stack([x ** k for k in range(1, int(degree) + 1)]),
+                                column_names=tuple(str(k) for k in range(1, int(degree) + 1)))
+        return poly(x, degree=degree, _state=_state)
+
+    return bs, r_poly
 
 
 def _namespace() -> dict:
@@ -243,7 +267,7 @@ def _namespace() -> dict:
         "factor": _r_factor, "as_factor": _r_factor, "ordered": _r_ordered, "as_ordered": _r_ordered,
         "as_numeric": lambda x: np.asarray(x, dtype=float), "C": _r_C, "contr": contr,
         "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS",
-        "pi": np.pi,
+        "c": lambda *values: np.array(values), "pi": np.pi,
     })
     return ns
 
@@ -427,7 +451,7 @@ def formula_variables(rhs: str, columns=()) -> set[str]:
                 if unknown:
                     raise ValueError(
                         f"function {unknown[0]!r} in the term {r_deparse(f.expr)!r} is not available in mmbook "
-                        f"formulas; available: {', '.join(sorted(k for k in R_FUNCTIONS if callable(R_FUNCTIONS[k])))}")
+                        f"formulas; available: {', '.join(sorted(_PY_TO_R.get(k, k) for k in R_FUNCTIONS if callable(R_FUNCTIONS[k])))}")
                 out |= {n for n in names if n in cols or n not in R_FUNCTIONS}
     return out
 
@@ -501,39 +525,51 @@ class MatrixSpec:
     column_names : list of str
         R's names of the columns, in order.
     contrasts : dict
-        Contrast of each factor variable (:class:`~mmbook.engine.contrasts.RContrast`).
+        Contrast of each factor variable (:class:`~mmbook.engine.contrasts.RContrast`),
+        defaults included.
     variables : list of str
         The data variables the matrix reads.
+    classes : dict
+        R's class of each variable at the fit (:func:`variable_class`): new data
+        are read as the fit read them (strings for an ordered factor are that
+        ordered factor).
     """
 
     spec: object
     column_names: list[str]
     contrasts: dict = field(default_factory=dict)
     variables: list = field(default_factory=list)
+    classes: dict = field(default_factory=dict)
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        data, context = _formulaic_inputs(frame, self.variables, self.contrasts)
+        data, context = _formulaic_inputs(frame, self.variables, self.contrasts, self.classes)
         mm = _materialize(lambda: self.spec.get_model_matrix(data, context=context, na_action="ignore"),
                           "model matrix for new data", self.spec)
         return np.asarray(mm, dtype=float).reshape(len(frame), -1)
 
 
-def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict):
-    """The numeric columns as formulaic's data; factors (R semantics) and R's functions as its context."""
+def _default_contrast(cls: str) -> RContrast:
+    """R's ``options("contrasts")``: treatment for a factor, polynomial for an ordered one."""
+    return RContrast("poly" if cls == "ordered" else "treatment")
+
+
+def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: dict | None = None):
+    """The numeric columns as formulaic's data; factors (R semantics) and R's functions as its context.
+
+    ``classes`` (the fit's, for new data) decides how a column is read; without
+    it, the column's own kind does.
+    """
     context = dict(R_FUNCTIONS)
     numeric = {}
     for v in variables:
         if v not in frame.columns:
             continue
         col = frame[v]
-        cls = variable_class(col)
+        cls = (classes or {}).get(v) or variable_class(col)
         if cls == "numeric":
-            numeric[v] = col
+            numeric[v] = col if col.dtype != object else pd.to_numeric(col)
         else:
-            if v in contrasts:
-                c = contrasts[v]
-            else:
-                c = RContrast("poly" if cls == "ordered" else "treatment")
+            c = contrasts.get(v) or _default_contrast(cls)
             context[v] = _as_factor(col, c, f"factor {v!r}")
     return pd.DataFrame(numeric, index=frame.index), context
 
@@ -641,12 +677,14 @@ def model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False, *
             pre = ModelSpec.from_spec(f"0 + {expr}", context=context)
             mm = _materialize(lambda: pre.get_model_matrix(data, context=context, na_action="ignore"), what, rhs)
             state.update(mm.model_spec.transform_state)
-    data, context = _formulaic_inputs(frame, variables, contrasts)
+    classes = {v: variable_class(frame[v]) for v in variables}
+    coding = {v: contrasts.get(v) or _default_contrast(c) for v, c in classes.items() if c != "numeric"}
+    data, context = _formulaic_inputs(frame, variables, coding, classes)
     mspec = ModelSpec.from_spec(formula, transform_state=state, context=context)
     mm = _materialize(lambda: mspec.get_model_matrix(data, context=context, na_action="raise"), what, rhs)
     names = _names(mm)
     X = np.ascontiguousarray(np.asarray(mm, dtype=float).reshape(len(frame), -1))
-    ms = MatrixSpec(spec=mm.model_spec, column_names=names, contrasts=contrasts, variables=variables)
+    ms = MatrixSpec(spec=mm.model_spec, column_names=names, contrasts=coding, variables=variables, classes=classes)
     return (X, names, ms) if with_spec else (X, names)
 
 
