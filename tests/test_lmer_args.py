@@ -313,3 +313,11 @@ def test_resid_types(args_data):
     np.testing.assert_allclose(fit.resid("pearson"), fit.residuals * np.sqrt(d["w"].to_numpy()))
     with pytest.raises(ValueError, match="type must be"):
         fit.resid("partial")
+
+
+def test_crosscheck_says_statsmodels_cannot_fit_weights_or_offsets(args_data):
+    d, _ = args_data
+    for kwargs in ({"weights": "w"}, {"offset": "o"}):
+        fit = mmbook.lmer("Reaction ~ Days + (1 | Subject)", d, **kwargs)
+        with pytest.raises(NotImplementedError, match="statsmodels' MixedLM cannot fit a model with"):
+            mmbook.crosscheck(fit)

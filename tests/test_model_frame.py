@@ -25,7 +25,9 @@ import pytest
 
 import mmbook
 from mmbook.engine.formula import parse_formula
-from mmbook.engine.modelmatrix import NewLevelError, formula_variables, r_deparse, r_number, to_python
+from mmbook.engine.modelmatrix import formula_variables
+from mmbook.engine.rfunctions import NewLevelError
+from mmbook.engine.rnames import r_deparse, r_number, to_python
 
 DATA = Path(__file__).parent / "data"
 REF = json.loads((DATA / "lme4_frames.json").read_text())

@@ -27,7 +27,9 @@ import scipy.sparse as sp
 
 from .contrasts import resolve_contrast
 from .formula import BarTerm, MixedFormula, parse_formula
-from .modelmatrix import formula_variables, level_labels, model_matrix, variable_class
+from .modelmatrix import formula_variables, model_matrix
+from .rfunctions import variable_class
+from .rnames import level_labels
 
 __all__ = ["ModelFrame", "RandomTerm", "model_frame", "model_matrix", "factor_codes", "r_column_name",
            "drop_rank_deficient", "random_terms"]

@@ -1,397 +1,33 @@
-"""R's ``model.matrix`` on top of formulaic: R's functions, R's factors and R's column names.
+"""R's ``model.matrix`` on top of formulaic, with R's column names.
 
 A term of an lme4 formula is an R expression: ``Days``, ``log(Days + 1)``,
 ``factor(h)``, ``poly(x, 2)``, ``scale(x)``, ``bs(x, df = 4)``, ``I(x^2)``.
 formulaic evaluates such expressions (as Python) and encodes them; this
-module makes the result what R's ``model.matrix`` gives:
-
-* **R's functions** (:data:`R_FUNCTIONS`): ``log`` (with ``base``), ``exp``,
-  ``sqrt``, ``abs``, ``factor``/``as.factor``, ``ordered``, ``scale``,
-  ``poly``, ``bs`` (R's arguments), ``I``, ``C``; ``TRUE``/``FALSE``. The
-  stateful ones (``scale``, ``poly``, ``bs``) keep their fitted state
-  (centre and scale, polynomial coefficients, knots), so new data are
-  transformed as R's ``predict`` does through ``makepredictcall``.
-* **R's factors**: a string, boolean or categorical column is a factor with
-  R's levels (sorted, unused ones dropped; a boolean has ``FALSE``,
-  ``TRUE``), coded by R's contrasts (:mod:`mmbook.engine.contrasts`;
-  ``contr.poly`` for an ordered factor). New data with a level the fit never
-  saw raise :class:`NewLevelError` instead of being coded as the base level.
-* **R's names**: ``(Intercept)``, ``bTRUE``, ``factor(h)2``, ``f.L``,
-  ``s1`` (``contr.sum``), ``poly(x, 2)1``, ``bs(x, df = 4)1``, ``I(x^2)``,
-  ``log(x + 1)``, ``x:fb`` - the term as R deparses it, then the column.
+module makes the result what R's ``model.matrix`` gives: R's functions and
+factors (:mod:`mmbook.engine.rfunctions`), R's contrasts
+(:mod:`mmbook.engine.contrasts`) and R's names (:mod:`mmbook.engine.rnames`:
+``(Intercept)``, ``bTRUE``, ``factor(h)2``, ``f.L``, ``s1``, ``poly(x, 2)1``,
+``bs(x, df = 4)1``, ``I(x^2)``, ``x:fb``). It also finds the variables a
+formula reads, inside calls too (``x`` in ``scale(x)``), and keeps what it
+takes to build the same columns for new data (:class:`MatrixSpec`).
 """
 
 from __future__ import annotations
 
 import ast
-import io
 import re
-import tokenize
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .contrasts import RContrast, contr, resolve_contrast
+from .contrasts import resolve_contrast
+from .rfunctions import R_FUNCTIONS, NewLevelError, as_factor, default_contrast, variable_class
+from .rnames import column_name, fallback_name, r_deparse, r_spelling, to_python
 
-__all__ = ["R_FUNCTIONS", "NewLevelError", "MatrixSpec", "NumericSpec", "model_matrix", "formula_variables",
-           "variable_class", "r_number", "level_labels", "r_deparse", "to_python"]
-
-
-class NewLevelError(ValueError):
-    """New data hold a level of a factor that the fit never saw (R: ``factor ... has new levels``)."""
+__all__ = ["MatrixSpec", "NumericSpec", "model_matrix", "formula_variables"]
 
 
-# ----------------------------------------------------------------------------- R's numbers and labels
-def r_number(v: float, digits: int = 15) -> str:
-    """A double as R's ``as.character`` and ``deparse`` write it (15 significant digits, shorter of fixed/sci)."""
-    v = float(v)
-    if np.isnan(v):
-        return "NaN"
-    if np.isinf(v):
-        return "Inf" if v > 0 else "-Inf"
-    if v == 0:
-        return "0"
-    mant, exp = f"{v:.{digits - 1}e}".split("e")
-    mant = mant.rstrip("0").rstrip(".")
-    e = int(exp)
-    nsig = len(mant.replace("-", "").replace(".", ""))
-    sci = f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
-    fixed = f"{v:.{max(0, nsig - 1 - e)}f}"
-    return fixed if len(fixed) <= len(sci) else sci
-
-
-def _label(v) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return r_number(v)
-    return str(v)
-
-
-def level_labels(values) -> list[str]:
-    """Labels of factor levels as R prints them (``1`` for 1.0, ``TRUE``, ``1e+05``)."""
-    arr = np.asarray(values)
-    if arr.dtype.kind in "iu":
-        return arr.astype(str).tolist()
-    if arr.dtype.kind == "U":
-        return arr.tolist()
-    return [_label(v) for v in arr]
-
-
-def variable_class(col: pd.Series) -> str:
-    """R's class of a data column in a model frame: ``numeric``, ``logical``, ``factor`` or ``ordered``.
-
-    Raises
-    ------
-    TypeError
-        A column of another kind (dates, mixed types, complex numbers).
-    """
-    dt = col.dtype
-    if isinstance(dt, pd.CategoricalDtype):
-        return "ordered" if dt.ordered else "factor"
-    if pd.api.types.is_bool_dtype(dt):
-        return "logical"
-    if pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt):
-        return "numeric"
-    if pd.api.types.is_string_dtype(dt) or dt == object:
-        kind = pd.api.types.infer_dtype(col, skipna=True)
-        if kind == "boolean":
-            return "logical"
-        if kind in ("string", "empty"):
-            return "factor"
-        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
-            return "numeric"
-        kinds = sorted({type(v).__name__ for v in col.dropna().unique()})
-        raise TypeError(f"column {col.name!r} mixes types ({', '.join(kinds)}); "
-                        "make it all strings (a factor) or all numbers")
-    raise TypeError(f"column {col.name!r} has dtype {dt}, which a model formula cannot use; "
-                    "convert it to numbers or to strings/categorical")
-
-
-# ----------------------------------------------------------------------------- factors
-def _factor_labels(values, what: str):
-    """Per-row labels and the R-ordered levels of a factor's values (missing values: None)."""
-    s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = level_labels(s.cat.categories)
-        codes = s.cat.codes.to_numpy()
-        used = np.unique(codes[codes >= 0])
-        labels = np.array(cats, dtype=object)[np.where(codes >= 0, codes, 0)]
-        labels[codes < 0] = None
-        return labels, [cats[j] for j in used]  # unused levels dropped, as lme4's model frame does
-    present = s.notna().to_numpy()
-    uniq = pd.unique(s[present])
-    try:
-        uniq = np.sort(np.asarray(uniq))
-    except TypeError:
-        raise TypeError(f"{what} mixes values that cannot be ordered") from None
-    levels = level_labels(uniq)
-    labels = np.full(len(s), None, dtype=object)
-    if len(uniq):
-        pos = pd.Index(uniq).get_indexer(s[present])
-        labels[present] = np.array(levels, dtype=object)[pos]
-    return labels, levels
-
-
-@dataclass
-class _FactorCoding:
-    """How one factor is coded: its contrast, the name used in messages, optional explicit levels."""
-
-    contrast: RContrast
-    what: str
-    levels: list | None = None
-
-    def __call__(self, values, reduced_rank, drop_rows, encoder_state, model_spec):
-        from formulaic.materializers.types import FactorValues
-
-        raw = values.__wrapped__ if isinstance(values, FactorValues) else values
-        s = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw))
-        if len(drop_rows):
-            s = s.drop(index=s.index[list(drop_rows)])
-        labels, seen = _factor_labels(s, self.what)
-        if "levels" in encoder_state:
-            levels = encoder_state["levels"]
-        else:
-            levels = seen if self.levels is None else level_labels(self.levels)
-            if len(levels) < 2:
-                raise ValueError(f"{self.what} has {len(levels)} level{'' if len(levels) == 1 else 's'} "
-                                 f"({', '.join(levels)}): contrasts can be applied only to factors with "
-                                 "2 or more levels")
-            encoder_state["levels"] = levels
-        pos = pd.Index(levels).get_indexer(labels)
-        bad = (pos < 0) & pd.notna(labels)
-        if bad.any():
-            new = sorted(set(labels[bad]))
-            raise NewLevelError(
-                f"{self.what} has level{'s' if len(new) > 1 else ''} {', '.join(map(repr, new[:5]))} that "
-                f"the model was not fitted with (its levels: {', '.join(levels)})")
-        if reduced_rank:
-            C, names = self.contrast.coding(levels, self.what)
-        else:  # R: a factor that spans the intercept gets one indicator per level
-            C, names = np.eye(len(levels)), list(levels)
-        X = np.where((pos >= 0)[:, None], C[np.maximum(pos, 0)], np.nan)
-        return FactorValues(pd.DataFrame(X, columns=names, index=s.index), kind="categorical",
-                            column_names=tuple(names), spans_intercept=not reduced_rank, drop_field=None,
-                            format="{name}[{field}]", format_reduced="{name}[{field}]", encoded=True)
-
-
-def _as_factor(values, contrast: RContrast, what: str, levels=None):
-    from formulaic.materializers.types import FactorValues
-
-    raw = values.__wrapped__ if isinstance(values, FactorValues) else values
-    return FactorValues(raw, kind="categorical", spans_intercept=True,
-                        encoder=_FactorCoding(contrast=contrast, what=what, levels=levels))
-
-
-def _called(fn: str, x) -> str:
-    """``factor(h)`` for messages, when the argument is a named column."""
-    from formulaic.materializers.types import FactorValues
-
-    raw = x.__wrapped__ if isinstance(x, FactorValues) else x
-    name = getattr(raw, "name", None)
-    return f"{fn}({name})" if isinstance(name, str) else f"{fn}(...)"
-
-
-def _r_factor(x, levels=None):
-    """R's ``factor(x)``: levels sorted (or as given), coded by ``contr.treatment``."""
-    return _as_factor(x, RContrast("treatment"), _called("factor", x), levels)
-
-
-def _r_ordered(x, levels=None):
-    """R's ``ordered(x)``: an ordered factor, coded by ``contr.poly``."""
-    return _as_factor(x, RContrast("poly"), _called("ordered", x), levels)
-
-
-def _r_C(x, contr=None, base=None):
-    """R's ``C(f, contr)``: a factor with the given contrasts (``contr.sum``, ``sum``, ``helmert``, ...)."""
-    what = _called("C", x)
-    spec = RContrast("treatment", base=base) if contr is None else resolve_contrast(_contrast_name(contr), what)
-    return _as_factor(x, spec, what)
-
-
-def _contrast_name(value):
-    """R's ``C(f, sum)`` spelling: the bare names of codings (``sum`` is Python's builtin here)."""
-    if value is sum:
-        return "sum"
-    if value is _r_poly:
-        return "poly"
-    if callable(value) and getattr(value, "__qualname__", "").startswith("_Registry."):
-        return value()
-    return value
-
-
-# ----------------------------------------------------------------------------- R's functions
-def _log(x, base=None):
-    """R's ``log(x, base)``."""
-    return np.log(x) if base is None else np.log(x) / np.log(base)
-
-
-def _make_stateful():
-    from formulaic.transforms import basis_spline, poly
-    from formulaic.utils.stateful_transforms import stateful_transform
-
-    @stateful_transform
-    def bs(x, df=None, knots=None, degree=3, intercept=False, Boundary_knots=None, _state=None):
-        """R's ``splines::bs`` (same arguments; values outside the boundary knots are extrapolated, as R does)."""
-        lower, upper = (None, None) if Boundary_knots is None else (float(Boundary_knots[0]),
-                                                                    float(Boundary_knots[1]))
-        return basis_spline(x, df=df, knots=knots, degree=degree, include_intercept=bool(intercept),
-                            lower_bound=lower, upper_bound=upper, extrapolation="extend", _state=_state)
-
-    @stateful_transform
-    def r_poly(x, degree=1, raw=False, _state=None):
-        """R's ``poly(x, degree, raw)``: orthogonal (R's recurrence, kept for new data) or raw powers."""
-        from formulaic.materializers.types import FactorValues
-
-        if raw:
-            x = np.asarray(x, dtype=float)
-            return FactorValues(np.column_stack([x ** k for k in range(1, int(degree) + 1)]),
-                                column_names=tuple(str(k) for k in range(1, int(degree) + 1)))
-        return poly(x, degree=degree, _state=_state)
-
-    return bs, r_poly
-
-
-def _namespace() -> dict:
-    from formulaic.transforms import TRANSFORMS, center, identity, scale
-
-    bs, poly = _make_stateful()
-    ns = {k: TRANSFORMS[k] for k in ("np", "log10", "log2", "exp", "cc", "cr", "cs", "lag")}
-    ns.update({
-        "log": _log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "abs": np.abs,
-        "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor, "ceiling": np.ceil,
-        "I": identity, "scale": scale, "center": center, "poly": poly, "bs": bs,
-        "factor": _r_factor, "as_factor": _r_factor, "ordered": _r_ordered, "as_ordered": _r_ordered,
-        "as_numeric": lambda x: np.asarray(x, dtype=float), "C": _r_C, "contr": contr,
-        "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS",
-        "c": lambda *values: np.array(values), "pi": np.pi,
-    })
-    return ns
-
-
-R_FUNCTIONS = _namespace()
-_r_poly = R_FUNCTIONS["poly"]
-
-# R spellings that are not Python: dotted names, TRUE/FALSE
-_R_TO_PY = {"as.factor": "as_factor", "as.ordered": "as_ordered", "as.numeric": "as_numeric",
-            "Boundary.knots": "Boundary_knots", "TRUE": "True", "FALSE": "False"}
-_PY_TO_R = {v: k for k, v in _R_TO_PY.items()} | {"None": "NULL"}
-
-
-def to_python(text: str) -> str:
-    """R spellings inside a formula's terms as Python: ``TRUE`` -> ``True``, ``as.factor`` -> ``as_factor``."""
-    for r, py in _R_TO_PY.items():
-        text = re.sub(rf"(?<![\w.]){re.escape(r)}(?![\w.])", py, text)
-    return text
-
-
-# ----------------------------------------------------------------------------- R's deparse (term labels)
-_SPACED = {"+", "-", "*", "==", "!=", "<", ">", "<=", ">=", "&", "|"}
-_TIGHT = {"/": "/", "**": "^", "%": "%%", "//": "%/%", ":": ":", "@": "@"}
-
-
-def r_deparse(expr: str) -> str:
-    """A (Python) expression as R's ``deparse`` writes it: ``bs(x, df = 4)``, ``I(x^2)``, ``exp(x/10)``."""
-    try:
-        toks = [t for t in tokenize.generate_tokens(io.StringIO(expr).readline)
-                if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
-                                  tokenize.DEDENT)]
-    except (tokenize.TokenError, SyntaxError, IndentationError):
-        return expr.replace(" ** ", "^").replace("**", "^")
-    out: list[str] = []
-    prev = None  # previous token (type, string)
-    depth_call: list[bool] = []
-    for t in toks:
-        s = t.string
-        unary_ctx = prev is None or (prev[0] == tokenize.OP and prev[1] not in (")", "]")) or \
-            (prev[0] == tokenize.NAME and prev[1] in ("and", "or", "not"))
-        if t.type == tokenize.NUMBER:
-            try:
-                out.append(r_number(float(s.replace("_", ""))))
-            except ValueError:
-                out.append(s)
-        elif t.type == tokenize.STRING:
-            try:
-                val = ast.literal_eval(s)
-                out.append('"' + str(val).replace("\\", "\\\\").replace('"', '\\"') + '"')
-            except (ValueError, SyntaxError):
-                out.append(s)
-        elif t.type == tokenize.NAME:
-            if s in ("and", "or"):
-                out.append(" && " if s == "and" else " || ")
-            elif s == "not":
-                out.append("!")
-            else:
-                out.append(_PY_TO_R.get(s, s))
-        elif s in ("(", "["):
-            depth_call.append(s == "(")
-            out.append(s)
-        elif s in (")", "]"):
-            if depth_call:
-                depth_call.pop()
-            out.append(s)
-        elif s == ",":
-            out.append(", ")
-        elif s == "=":
-            out.append(" = ")
-        elif s in ("-", "+", "~") and unary_ctx:
-            out.append(s)
-        elif s in _SPACED:
-            out.append(f" {s} ")
-        elif s in _TIGHT:
-            out.append(_TIGHT[s])
-        else:
-            out.append(s)
-        prev = (t.type, s)
-    return "".join(out)
-
-
-def _r_label(factor) -> str:
-    """R's label of a formulaic factor: a column name (backquoted if not syntactic) or a deparsed call."""
-    if factor.eval_method.value == "lookup":
-        name = factor.expr
-        return name if re.fullmatch(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.", name) else f"`{name}`"
-    return r_deparse(factor.expr)
-
-
-def _r_column_name(col: str, factors) -> str:
-    """R's name of one formulaic column of a term with these factors (``x:f[b]`` -> ``x:fb``)."""
-    if col == "Intercept":
-        return "(Intercept)"
-    exprs = [f.expr for f in factors]
-    out, pos = [], 0
-    for i, (f, e) in enumerate(zip(factors, exprs)):
-        if not col.startswith(e, pos):
-            return _fallback_name(col)
-        pos += len(e)
-        label = _r_label(f)
-        if col[pos:pos + 1] == "[":
-            if i == len(exprs) - 1:
-                end = len(col) - 1 if col.endswith("]") else -1
-            else:
-                end = col.find("]:" + exprs[i + 1], pos)
-            if end < 0:
-                return _fallback_name(col)
-            label += col[pos + 1:end]
-            pos = end + 1
-        out.append(label)
-        if i < len(exprs) - 1:
-            if col[pos:pos + 1] != ":":
-                return _fallback_name(col)
-            pos += 1
-    return ":".join(out) if pos == len(col) else _fallback_name(col)
-
-
-def _fallback_name(name: str) -> str:
-    name = re.sub(r"\[T\.([^\]]*)\]", r"\1", name)
-    name = re.sub(r"\[([^\]]*)\]", r"\1", name)
-    return name.replace(" ** ", "^").replace("**", "^")
-
-
-# ----------------------------------------------------------------------------- variables of a formula
 def _parse(rhs: str):
     import formulaic
 
@@ -451,7 +87,7 @@ def formula_variables(rhs: str, columns=()) -> set[str]:
                 if unknown:
                     raise ValueError(
                         f"function {unknown[0]!r} in the term {r_deparse(f.expr)!r} is not available in mmbook "
-                        f"formulas; available: {', '.join(sorted(_PY_TO_R.get(k, k) for k in R_FUNCTIONS if callable(R_FUNCTIONS[k])))}")
+                        f"formulas; available: {', '.join(sorted(r_spelling(k) for k in R_FUNCTIONS if callable(R_FUNCTIONS[k])))}")
                 out |= {n for n in names if n in cols or n not in R_FUNCTIONS}
     return out
 
@@ -548,11 +184,6 @@ class MatrixSpec:
         return np.asarray(mm, dtype=float).reshape(len(frame), -1)
 
 
-def _default_contrast(cls: str) -> RContrast:
-    """R's ``options("contrasts")``: treatment for a factor, polynomial for an ordered one."""
-    return RContrast("poly" if cls == "ordered" else "treatment")
-
-
 def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: dict | None = None):
     """The numeric columns as formulaic's data; factors (R semantics) and R's functions as its context.
 
@@ -569,8 +200,8 @@ def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: 
         if cls == "numeric":
             numeric[v] = col if col.dtype != object else pd.to_numeric(col)
         else:
-            c = contrasts.get(v) or _default_contrast(cls)
-            context[v] = _as_factor(col, c, f"factor {v!r}")
+            c = contrasts.get(v) or default_contrast(cls)
+            context[v] = as_factor(col, c, f"factor {v!r}")
     return pd.DataFrame(numeric, index=frame.index), context
 
 
@@ -678,7 +309,7 @@ def model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False, *
             mm = _materialize(lambda: pre.get_model_matrix(data, context=context, na_action="ignore"), what, rhs)
             state.update(mm.model_spec.transform_state)
     classes = {v: variable_class(frame[v]) for v in variables}
-    coding = {v: contrasts.get(v) or _default_contrast(c) for v, c in classes.items() if c != "numeric"}
+    coding = {v: contrasts.get(v) or default_contrast(c) for v, c in classes.items() if c != "numeric"}
     data, context = _formulaic_inputs(frame, variables, coding, classes)
     mspec = ModelSpec.from_spec(formula, transform_state=state, context=context)
     mm = _materialize(lambda: mspec.get_model_matrix(data, context=context, na_action="raise"), what, rhs)
@@ -692,7 +323,7 @@ def _names(mm) -> list[str]:
     names = []
     for entry in mm.model_spec.structure:
         for col in entry.columns:
-            names.append(_r_column_name(col, list(entry.term.factors)))
+            names.append(column_name(col, list(entry.term.factors)))
     if len(names) != mm.shape[1]:  # structure and matrix disagree: fall back to the matrix's names
-        names = [_fallback_name(c) if c != "Intercept" else "(Intercept)" for c in mm.columns]
+        names = [fallback_name(c) if c != "Intercept" else "(Intercept)" for c in mm.columns]
     return names

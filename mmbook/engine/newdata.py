@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .design import ModelFrame, RandomTerm, factor_codes
-from .modelmatrix import model_matrix, variable_class
+from .modelmatrix import model_matrix
+from .rfunctions import variable_class
 
 __all__ = ["check_newdata", "newdata_fixed", "newdata_random"]
 

@@ -1,0 +1,231 @@
+"""R's functions and R's factors inside the terms of a formula.
+
+* :data:`R_FUNCTIONS` - what a term may call: ``log`` (with ``base``),
+  ``exp``, ``sqrt``, ``abs``, ``factor``/``as.factor``, ``ordered``,
+  ``scale``, ``poly`` (orthogonal or raw), ``bs`` (R's arguments), ``I``,
+  ``C``, ``c``. The stateful ones (``scale``, ``poly``, ``bs``) keep their
+  fitted state (centre and scale, polynomial coefficients, knots), so new
+  data are transformed as R's ``predict`` does through ``makepredictcall``.
+* R's factors: a string, boolean or categorical column (or ``factor(x)``) is
+  coded with R's levels (sorted numbers or strings, a categorical's own
+  order, unused levels dropped; ``FALSE``, ``TRUE`` for a boolean) and R's
+  contrasts (:mod:`mmbook.engine.contrasts`). The levels are kept with the
+  fit: new data with a level it never saw raise :class:`NewLevelError`
+  instead of being coded as the base level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .contrasts import RContrast, contr, resolve_contrast
+from .rnames import level_labels
+
+__all__ = ["R_FUNCTIONS", "NewLevelError", "variable_class", "as_factor", "default_contrast"]
+
+
+class NewLevelError(ValueError):
+    """New data hold a level of a factor that the fit never saw (R: ``factor ... has new levels``)."""
+
+
+def variable_class(col: pd.Series) -> str:
+    """R's class of a data column in a model frame: ``numeric``, ``logical``, ``factor`` or ``ordered``.
+
+    Raises
+    ------
+    TypeError
+        A column of another kind (dates, mixed types, complex numbers).
+    """
+    dt = col.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        return "ordered" if dt.ordered else "factor"
+    if pd.api.types.is_bool_dtype(dt):
+        return "logical"
+    if pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_complex_dtype(dt):
+        return "numeric"
+    if pd.api.types.is_string_dtype(dt) or dt == object:
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "boolean":
+            return "logical"
+        if kind in ("string", "empty"):
+            return "factor"
+        if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+            return "numeric"
+        kinds = sorted({type(v).__name__ for v in col.dropna().unique()})
+        raise TypeError(f"column {col.name!r} mixes types ({', '.join(kinds)}); "
+                        "make it all strings (a factor) or all numbers")
+    raise TypeError(f"column {col.name!r} has dtype {dt}, which a model formula cannot use; "
+                    "convert it to numbers or to strings/categorical")
+
+
+
+def _factor_labels(values, what: str):
+    """Per-row labels and the R-ordered levels of a factor's values (missing values: None)."""
+    s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = level_labels(s.cat.categories)
+        codes = s.cat.codes.to_numpy()
+        used = np.unique(codes[codes >= 0])
+        labels = np.array(cats, dtype=object)[np.where(codes >= 0, codes, 0)]
+        labels[codes < 0] = None
+        return labels, [cats[j] for j in used]  # unused levels dropped, as lme4's model frame does
+    present = s.notna().to_numpy()
+    uniq = pd.unique(s[present])
+    try:
+        uniq = np.sort(np.asarray(uniq))
+    except TypeError:
+        raise TypeError(f"{what} mixes values that cannot be ordered") from None
+    levels = level_labels(uniq)
+    labels = np.full(len(s), None, dtype=object)
+    if len(uniq):
+        pos = pd.Index(uniq).get_indexer(s[present])
+        labels[present] = np.array(levels, dtype=object)[pos]
+    return labels, levels
+
+
+@dataclass
+class _FactorCoding:
+    """How one factor is coded: its contrast, the name used in messages, optional explicit levels."""
+
+    contrast: RContrast
+    what: str
+    levels: list | None = None
+
+    def __call__(self, values, reduced_rank, drop_rows, encoder_state, model_spec):
+        from formulaic.materializers.types import FactorValues
+
+        raw = values.__wrapped__ if isinstance(values, FactorValues) else values
+        s = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw))
+        if len(drop_rows):
+            s = s.drop(index=s.index[list(drop_rows)])
+        labels, seen = _factor_labels(s, self.what)
+        if "levels" in encoder_state:
+            levels = encoder_state["levels"]
+        else:
+            levels = seen if self.levels is None else level_labels(self.levels)
+            if len(levels) < 2:
+                raise ValueError(f"{self.what} has {len(levels)} level{'' if len(levels) == 1 else 's'} "
+                                 f"({', '.join(levels)}): contrasts can be applied only to factors with "
+                                 "2 or more levels")
+            encoder_state["levels"] = levels
+        pos = pd.Index(levels).get_indexer(labels)
+        bad = (pos < 0) & pd.notna(labels)
+        if bad.any():
+            new = sorted(set(labels[bad]))
+            raise NewLevelError(
+                f"{self.what} has level{'s' if len(new) > 1 else ''} {', '.join(map(repr, new[:5]))} that "
+                f"the model was not fitted with (its levels: {', '.join(levels)})")
+        if reduced_rank:
+            C, names = self.contrast.coding(levels, self.what)
+        else:  # R: a factor that spans the intercept gets one indicator per level
+            C, names = np.eye(len(levels)), list(levels)
+        X = np.where((pos >= 0)[:, None], C[np.maximum(pos, 0)], np.nan)
+        return FactorValues(pd.DataFrame(X, columns=names, index=s.index), kind="categorical",
+                            column_names=tuple(names), spans_intercept=not reduced_rank, drop_field=None,
+                            format="{name}[{field}]", format_reduced="{name}[{field}]", encoded=True)
+
+
+def as_factor(values, contrast: RContrast, what: str, levels=None):
+    from formulaic.materializers.types import FactorValues
+
+    raw = values.__wrapped__ if isinstance(values, FactorValues) else values
+    return FactorValues(raw, kind="categorical", spans_intercept=True,
+                        encoder=_FactorCoding(contrast=contrast, what=what, levels=levels))
+
+
+def _called(fn: str, x) -> str:
+    """``factor(h)`` for messages, when the argument is a named column."""
+    from formulaic.materializers.types import FactorValues
+
+    raw = x.__wrapped__ if isinstance(x, FactorValues) else x
+    name = getattr(raw, "name", None)
+    return f"{fn}({name})" if isinstance(name, str) else f"{fn}(...)"
+
+
+def _r_factor(x, levels=None):
+    """R's ``factor(x)``: levels sorted (or as given), coded by ``contr.treatment``."""
+    return as_factor(x, RContrast("treatment"), _called("factor", x), levels)
+
+
+def _r_ordered(x, levels=None):
+    """R's ``ordered(x)``: an ordered factor, coded by ``contr.poly``."""
+    return as_factor(x, RContrast("poly"), _called("ordered", x), levels)
+
+
+def _r_C(x, contr=None, base=None):
+    """R's ``C(f, contr)``: a factor with the given contrasts (``contr.sum``, ``sum``, ``helmert``, ...)."""
+    what = _called("C", x)
+    spec = RContrast("treatment", base=base) if contr is None else resolve_contrast(_contrast_name(contr), what)
+    return as_factor(x, spec, what)
+
+
+def _contrast_name(value):
+    """R's ``C(f, sum)`` spelling: the bare names of codings (``sum`` is Python's builtin here)."""
+    if value is sum:
+        return "sum"
+    if value is _r_poly:
+        return "poly"
+    if callable(value) and getattr(value, "__qualname__", "").startswith("_Registry."):
+        return value()
+    return value
+
+
+def _log(x, base=None):
+    """R's ``log(x, base)``."""
+    return np.log(x) if base is None else np.log(x) / np.log(base)
+
+
+def _make_stateful():
+    from formulaic.transforms import basis_spline, poly
+    from formulaic.utils.stateful_transforms import stateful_transform
+
+    @stateful_transform
+    def bs(x, df=None, knots=None, degree=3, intercept=False, Boundary_knots=None, _state=None):
+        """R's ``splines::bs`` (same arguments; values outside the boundary knots are extrapolated, as R does)."""
+        lower, upper = (None, None) if Boundary_knots is None else (float(Boundary_knots[0]),
+                                                                    float(Boundary_knots[1]))
+        return basis_spline(x, df=df, knots=knots, degree=degree, include_intercept=bool(intercept),
+                            lower_bound=lower, upper_bound=upper, extrapolation="extend", _state=_state)
+
+    @stateful_transform
+    def r_poly(x, degree=1, raw=False, _state=None):
+        """R's ``poly(x, degree, raw)``: orthogonal (R's recurrence, kept for new data) or raw powers."""
+        from formulaic.materializers.types import FactorValues
+
+        if raw:
+            x = np.asarray(x, dtype=float)
+            return FactorValues(np.column_stack([x ** k for k in range(1, int(degree) + 1)]),
+                                column_names=tuple(str(k) for k in range(1, int(degree) + 1)))
+        return poly(x, degree=degree, _state=_state)
+
+    return bs, r_poly
+
+
+def _namespace() -> dict:
+    from formulaic.transforms import TRANSFORMS, center, identity, scale
+
+    bs, poly = _make_stateful()
+    ns = {k: TRANSFORMS[k] for k in ("np", "log10", "log2", "exp", "cc", "cr", "cs", "lag")}
+    ns.update({
+        "log": _log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "abs": np.abs,
+        "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor, "ceiling": np.ceil,
+        "I": identity, "scale": scale, "center": center, "poly": poly, "bs": bs,
+        "factor": _r_factor, "as_factor": _r_factor, "ordered": _r_ordered, "as_ordered": _r_ordered,
+        "as_numeric": lambda x: np.asarray(x, dtype=float), "C": _r_C, "contr": contr,
+        "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS",
+        "c": lambda *values: np.array(values), "pi": np.pi,
+    })
+    return ns
+
+
+R_FUNCTIONS = _namespace()
+_r_poly = R_FUNCTIONS["poly"]
+
+
+
+def default_contrast(cls: str) -> RContrast:
+    """R's ``options("contrasts")``: treatment for a factor, polynomial for an ordered one."""
+    return RContrast("poly" if cls == "ordered" else "treatment")
