@@ -14,11 +14,11 @@ Tolerances as in tests/test_lmm_designs.py: criterion within 1e-6 (relative) and
 lme4's; theta within 2e-4; fixef within 2e-4 of its scale; predictions within 2e-4 of sigma.
 """
 
-import ast
 import json
 import warnings
 from pathlib import Path
 
+import formulaic
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,8 +86,9 @@ def test_numbers_are_labelled_as_R_labels_factor_levels():
 def test_terms_are_named_as_R_deparses_them():
     s = REF["strings"]
     for call, expected in zip(s["calls"], s["deparse"]):
-        py = ast.unparse(ast.parse(to_python(call.replace("^", "**"))))  # what formulaic hands over
-        assert r_deparse(py) == expected
+        # the expression as formulaic hands it over: R spellings made Python, then normalised
+        (term,) = [t for t in formulaic.Formula("0 + " + to_python(call.replace("^", "**")))]
+        assert r_deparse(term.factors[0].expr) == expected
 
 
 # --- variables inside calls --------------------------------------------------------------------------
@@ -202,3 +203,31 @@ def test_strings_for_an_ordered_factor_are_accepted(frames, combined):
 
 def test_formula_text_keeps_transforms(frames):
     assert parse_formula("y ~ poly(x,2) + offset(log(z)) + (1|g)").text == "y ~ poly(x, 2) + offset(log(z)) + (1 | g)"
+
+
+def test_dot_shorthand_and_namespaced_functions(frames):
+    d, _ = frames
+    with pytest.raises(ValueError, match="the '.' shorthand"):
+        mmbook.lmer("y ~ . + (1 | g)", d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mmbook.lmer("y ~ splines::bs(x, df = 4) + (1 | g)", d)
+        b = fit_of("bs", d)
+    assert list(a.fixef.index) == [n.replace("bs(", "splines::bs(") for n in b.fixef.index]
+    np.testing.assert_allclose(a.fixef.to_numpy(), b.fixef.to_numpy(), rtol=1e-10)
+
+
+def test_logical_response_counts_as_0_1(frames):
+    """lme4 (mkRespMod) turns a logical response into integers for lmer."""
+    d, _ = frames
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mmbook.lmer("b ~ x + (1 | g)", d)
+        d01 = d.assign(b=d["b"].astype(float))
+        b = mmbook.lmer("b ~ x + (1 | g)", d01)
+    assert a.objective == b.objective
+
+
+def test_contr_is_exported():
+    assert mmbook.contr.treatment(base="b").base == "b"
+    assert mmbook.contr.sum().name == "contr.sum"

@@ -551,10 +551,9 @@ def _check_contrasts(contrasts) -> dict:
 def _response(f: MixedFormula, frame: pd.DataFrame) -> np.ndarray:
     if f.response in frame.columns:
         col = frame[f.response]
-        if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col) \
-                or pd.api.types.is_bool_dtype(col):
+        if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
             raise TypeError(f"response {f.response!r} must be numeric; it has dtype {col.dtype}")
-        y = col.to_numpy(dtype=float)
+        y = col.to_numpy(dtype=float)  # a logical response counts as 0/1, as lme4's mkRespMod does
     else:
         ymat, _ = model_matrix(f"0 + {f.response}", frame, "response")
         if ymat.shape[1] != 1:

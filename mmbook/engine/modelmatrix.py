@@ -31,11 +31,32 @@ __all__ = ["MatrixSpec", "NumericSpec", "model_matrix", "formula_variables"]
 def _parse(rhs: str):
     import formulaic
 
+    if re.search(r"(^|[\s+~*:(-])\.($|[\s+*:)-])", re.sub(r"`[^`]*`", "x", rhs)):
+        raise ValueError("the '.' shorthand (all other columns) is not supported in mmbook formulas: "
+                         "name the variables")
     try:
         return formulaic.Formula(rhs)
     except Exception as exc:  # first line only, without formulaic's terminal colour codes
         msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
         raise ValueError(f"malformed formula term {rhs!r}: {msg[0] if msg else type(exc).__name__}") from None
+
+
+def _parse_expr(expr: str):
+    """``ast`` of a term's expression; backquoted names (```my x```) become placeholders.
+
+    Returns the tree and the map from placeholder to the original name.
+    """
+    aliases: dict[str, str] = {}
+
+    def alias(m):
+        key = f"_bq{len(aliases)}_"
+        aliases[key] = m.group(1)
+        return key
+
+    try:
+        return ast.parse(re.sub(r"`([^`]*)`", alias, expr), mode="eval"), aliases
+    except SyntaxError:
+        raise ValueError(f"malformed term {expr!r} in the formula") from None
 
 
 def _expr_names(expr: str) -> tuple[set[str], set[str]]:
@@ -44,10 +65,7 @@ def _expr_names(expr: str) -> tuple[set[str], set[str]]:
     A name is a variable unless it is called (``log`` in ``log(x)``) or is the
     root of an attribute (``np`` in ``np.log(x)``, ``contr`` in ``contr.sum``).
     """
-    try:
-        tree = ast.parse(expr.replace("`", ""), mode="eval")
-    except SyntaxError:
-        raise ValueError(f"malformed term {expr!r} in the formula") from None
+    tree, aliases = _parse_expr(expr)
     called, roots = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -59,7 +77,7 @@ def _expr_names(expr: str) -> tuple[set[str], set[str]]:
             if isinstance(base, ast.Name):
                 roots.add(base.id)
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return names - called - roots, called
+    return {aliases.get(n, n) for n in names - called - roots}, called
 
 
 def formula_variables(rhs: str, columns=()) -> set[str]:
@@ -237,7 +255,7 @@ def _stateful_exprs(formula) -> list[tuple[str, set[str]]]:
         for f in term.factors:
             if f.eval_method.value != "python":
                 continue
-            tree = ast.parse(f.expr.replace("`", ""), mode="eval")
+            tree = _parse_expr(f.expr)[0]
             if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                    and getattr(R_FUNCTIONS.get(n.func.id), "__is_stateful_transform__", False)
                    for n in ast.walk(tree)):

@@ -166,7 +166,7 @@ def _contrast_name(value):
     """R's ``C(f, sum)`` spelling: the bare names of codings (``sum`` is Python's builtin here)."""
     if value is sum:
         return "sum"
-    if value is _r_poly:
+    if value is R_FUNCTIONS["poly"]:
         return "poly"
     if callable(value) and getattr(value, "__qualname__", "").startswith("_Registry."):
         return value()
@@ -216,14 +216,20 @@ def _namespace() -> dict:
         "factor": _r_factor, "as_factor": _r_factor, "ordered": _r_ordered, "as_ordered": _r_ordered,
         "as_numeric": lambda x: np.asarray(x, dtype=float), "C": _r_C, "contr": contr,
         "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS",
-        "c": lambda *values: np.array(values), "pi": np.pi,
+        "c": lambda *values: np.array(values), "pi": np.pi, "pmin": np.minimum, "pmax": np.maximum,
+        "round": lambda x, digits=0: np.round(x, digits), "sign": np.sign, "trunc": np.trunc,
     })
+    # R's pkg::fn spelling (rnames.to_python writes it pkg_ns_fn)
+    packages = {"base": ["log", "log10", "log2", "log1p", "exp", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+                         "floor", "ceiling", "I", "scale", "factor", "as_factor", "ordered", "as_ordered",
+                         "as_numeric", "c", "pmin", "pmax", "round", "sign", "trunc"],
+                "stats": ["poly", "C"], "splines": ["bs"]}
+    for pkg, names in packages.items():
+        ns.update({f"{pkg}_ns_{k}": ns[k] for k in names})
     return ns
 
 
 R_FUNCTIONS = _namespace()
-_r_poly = R_FUNCTIONS["poly"]
-
 
 
 def default_contrast(cls: str) -> RContrast:

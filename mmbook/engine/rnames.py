@@ -68,16 +68,27 @@ _R_TO_PY = {"as.factor": "as_factor", "as.ordered": "as_ordered", "as.numeric": 
 _PY_TO_R = {v: k for k, v in _R_TO_PY.items()} | {"None": "NULL"}
 
 
+_NS = "_ns_"  # R's pkg::fn is written pkg_ns_fn in Python
+
+
 def r_spelling(name: str) -> str:
-    """R's spelling of a Python name used in terms (``as_factor`` -> ``as.factor``)."""
+    """R's spelling of a Python name used in terms (``as_factor`` -> ``as.factor``, ``splines_ns_bs`` -> ``splines::bs``)."""
+    if _NS in name:
+        pkg, _, fn = name.partition(_NS)
+        return f"{pkg}::{r_spelling(fn)}"
     return _PY_TO_R.get(name, name)
 
 
 def to_python(text: str) -> str:
-    """R spellings inside a formula's terms as Python: ``TRUE`` -> ``True``, ``as.factor`` -> ``as_factor``."""
+    """R spellings inside a formula's terms as Python.
+
+    ``TRUE`` -> ``True``, ``as.factor`` -> ``as_factor``, ``splines::bs`` ->
+    ``splines_ns_bs`` (:func:`r_spelling` reverses each).
+    """
     for r, py in _R_TO_PY.items():
         text = re.sub(rf"(?<![\w.]){re.escape(r)}(?![\w.])", py, text)
-    return text
+    return re.sub(r"\b([A-Za-z][A-Za-z0-9.]*)::([A-Za-z_.][A-Za-z0-9_.]*)",
+                  lambda m: f"{m.group(1)}{_NS}{_R_TO_PY.get(m.group(2), m.group(2))}", text)
 
 
 _SPACED = {"+", "-", "*", "==", "!=", "<", ">", "<=", ">=", "&", "|"}
@@ -86,6 +97,14 @@ _TIGHT = {"/": "/", "**": "^", "%": "%%", "//": "%/%", ":": ":", "@": "@"}
 
 def r_deparse(expr: str) -> str:
     """A (Python) expression as R's ``deparse`` writes it: ``bs(x, df = 4)``, ``I(x^2)``, ``exp(x/10)``."""
+    quoted: dict[str, str] = {}  # `my x` -> a placeholder name while tokenizing
+
+    def hold(m):
+        key = f"_bq{len(quoted)}_"
+        quoted[key] = m.group(0)
+        return key
+
+    expr = re.sub(r"`[^`]*`", hold, expr)
     try:
         toks = [t for t in tokenize.generate_tokens(io.StringIO(expr).readline)
                 if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
@@ -116,7 +135,7 @@ def r_deparse(expr: str) -> str:
             elif s == "not":
                 out.append("!")
             else:
-                out.append(_PY_TO_R.get(s, s))
+                out.append(quoted.get(s) or r_spelling(s))
         elif s in ("(", "["):
             depth_call.append(s == "(")
             out.append(s)

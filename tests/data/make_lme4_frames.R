@@ -73,7 +73,8 @@ for (name in names(models)) {
 # factor labels of numbers (as.character, which factor() uses for levels) and deparsed calls (term labels)
 nums <- c(1e5, 123456, 0.1, 1/3, 1e-20, 2.5, 100, 1e15, -0.5, 3, 1.25e-3, 2^30)
 calls <- c("bs(x,df=4,Boundary.knots=c(0,10))", "I(-x^2+1e5*y/2 > 0 & z == 'a')", "poly(x, 2, raw=TRUE)",
-           "log(x, base=2)", "I(2.50*x)", "I(x - -1)", "exp(x/10)", "factor(h)", "I((x+1)^2)", "abs(x-5)")
+           "log(x, base=2)", "I(2.50*x)", "I(x - -1)", "exp(x/10)", "factor(h)", "I((x+1)^2)", "abs(x-5)",
+           "log(abs(`my x`))", "splines::bs(x,df=3)", "pmax(x-5,0)", "as.factor(h)")
 strings <- list(numbers = nums, as_character = as.character(nums),
                 calls = calls, deparse = vapply(calls, function(s) deparse(str2lang(s)), ""))
 
