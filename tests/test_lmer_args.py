@@ -321,3 +321,23 @@ def test_crosscheck_says_statsmodels_cannot_fit_weights_or_offsets(args_data):
         fit = mmbook.lmer("Reaction ~ Days + (1 | Subject)", d, **kwargs)
         with pytest.raises(NotImplementedError, match="statsmodels' MixedLM cannot fit a model with"):
             mmbook.crosscheck(fit)
+
+
+def test_profile_intervals_of_a_weighted_fit(args_data):
+    """Variance parameters: lme4's profile intervals. Fixed effects: lme4 1.1-31's profile of a
+    weighted fit is wrong there (its Days interval is 40 times narrower than Wald's, with
+    "bad spline fit" warnings), so the check is independent: at each limit v of beta_Days, the
+    ML deviance with Days' coefficient held at v (an offset v * Days, weights kept) exceeds the
+    minimum by qnorm(0.975)^2."""
+    d, _ = args_data
+    r = REF["weights"]["ri_REML"]
+    fit = mmbook.lmer(r["formula"], d, weights="w")
+    ci = fit.confint(method="profile")
+    assert list(ci.index) == r["confint_names"]
+    ref = np.array(r["confint_profile"])
+    np.testing.assert_allclose(ci.to_numpy()[:2], ref[:2], rtol=1e-5)
+    dev_min = fit.refit_ml().objective
+    for v in ci.loc["Days"]:
+        held = mmbook.lmer("Reaction ~ 1 + offset(v * Days) + (1 | Subject)", d.assign(v=v), weights="w",
+                           REML=False)
+        assert held.objective - dev_min == pytest.approx(1.959963984540054 ** 2, abs=1e-4)

@@ -78,8 +78,7 @@ def _wald(fit, level):
 def _profile_intervals(fit, level: float) -> np.ndarray:
     """Profile-likelihood intervals on the ML deviance (what lme4's ``confint`` does, REML fits included)."""
     mfit = fit.refit_ml() if fit.REML else fit
-    pls = PLS(mfit.mf, REML=False)
-    n = mfit.nobs
+    pls = PLS(mfit.mf, REML=False)  # the ML criterion of the model frame: prior weights and offset included
     zcrit = stats.norm.ppf(0.5 + level / 2)
     dev_min = mfit.objective
 
@@ -92,7 +91,7 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
             s = pls.solve(theta)
         except Exception:
             return np.inf
-        return s.logdet_L + n * np.log(2 * np.pi * sigma ** 2) + s.pwrss / sigma ** 2
+        return pls.response.deviance_at(s.logdet_L, s.pwrss, sigma)
 
     phi_hat = sdcor(mfit)
     names = param_names(mfit)
@@ -166,7 +165,7 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
                     RXinv = np.linalg.solve(s.RX, np.eye(len(s.RX)))
                     Vjj = (RXinv.T @ RXinv)[j, j]
                     r2 = s.pwrss + (v - s.beta[j]) ** 2 / Vjj
-                    return s.logdet_L + n * (1 + np.log(2 * np.pi * r2 / n))
+                    return pls.response.objective(s.logdet_L, 0.0, r2)  # ML: profiled over sigma
                 res = minimize_theta(f, mfit.opt.theta if theta0 is None else theta0, pls.lower, polish=False)
                 return res.fun
 

@@ -59,6 +59,10 @@ out$weights <- list(
   slope_ML = c(list(formula = deparse(slope), weights = "w"), full(lmer(slope, d, weights = w, REML = FALSE))),
   ri_REML = c(list(formula = "Reaction ~ Days + (1 | Subject)", weights = "w"),
               full(lmer(Reaction ~ Days + (1 | Subject), d, weights = w))))
+# profile intervals of the weighted random-intercept fit (rows .sig01, .sigma, (Intercept), Days)
+ci <- confint(lmer(Reaction ~ Days + (1 | Subject), d, weights = w), method = "profile", oldNames = TRUE)
+out$weights$ri_REML$confint_profile <- unname(ci)
+out$weights$ri_REML$confint_names <- rownames(ci)
 
 fz <- lmer(slope, d, weights = w0)
 keep <- d$w0 > 0
