@@ -1,7 +1,9 @@
 """The fitting engine: lme4's pipeline for linear mixed models.
 
 Stages of a fit, one module each (see :mod:`mmbook.engine.pipeline`):
-``formula`` -> ``design`` -> ``pls`` (predictor) + ``response`` (criterion) ->
+``formula`` -> ``design`` (built on ``modelmatrix``, with R's functions and
+factors in ``rfunctions``, R's names in ``rnames`` and R's ``contrasts``;
+``newdata`` rebuilds it for new data) -> ``pls`` (predictor) + ``response`` (criterion) ->
 ``optimize`` -> ``stages`` (convergence checks, refits) -> ``fit`` (the result).
 lme4's verbs around a fit: ``predict`` (predict, simulate), ``lrt`` (anova),
 ``intervals`` (confint, profile), ``bootstrap`` (bootMer); ``report`` prints

@@ -2,12 +2,15 @@
 
 The model is
 
-.. math::  y = X\\beta + Z\\gamma + e, \\qquad \\gamma = \\Lambda_\\theta u,
-           \\quad u \\sim N(0, \\sigma^2 I), \\quad e \\sim N(0, \\sigma^2 I).
+.. math::  y = o + X\\beta + Z\\gamma + e, \\qquad \\gamma = \\Lambda_\\theta u,
+           \\quad u \\sim N(0, \\sigma^2 I), \\quad e_i \\sim N(0, \\sigma^2 / w_i),
+
+with a known offset ``o`` (0 unless given) and prior weights ``w`` (1 unless given).
 
 This module turns a formula and a data frame into ``y``, ``X`` (built by
-formulaic, with lme4's column names) and one :class:`RandomTerm` per
-random-effects term. ``Z`` is never stored as a dense ``n x q`` matrix: a
+:mod:`mmbook.engine.modelmatrix` on formulaic, with R's functions, factors,
+contrasts and column names), prior weights, an offset and one
+:class:`RandomTerm` per random-effects term. ``Z`` is never stored as a dense ``n x q`` matrix: a
 term holds, for every row, the index of its group (``refs``) and its row of
 the term's model matrix (``z``); :meth:`RandomTerm.Z` assembles the sparse
 matrix when a chapter wants to look at it.

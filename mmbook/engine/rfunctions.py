@@ -62,28 +62,21 @@ def variable_class(col: pd.Series) -> str:
 
 
 
-def _factor_labels(values, what: str):
-    """Per-row labels and the R-ordered levels of a factor's values (missing values: None)."""
-    s = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+def _factor_codes(s: pd.Series, what: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Integer codes of a factor's values, R's labels of the codes, and the codes in use (R's order).
+
+    A categorical keeps its categories' order; other values are sorted
+    (numbers numerically, strings by code point). Missing values get code -1.
+    """
     if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = level_labels(s.cat.categories)
-        codes = s.cat.codes.to_numpy()
-        used = np.unique(codes[codes >= 0])
-        labels = np.array(cats, dtype=object)[np.where(codes >= 0, codes, 0)]
-        labels[codes < 0] = None
-        return labels, [cats[j] for j in used]  # unused levels dropped, as lme4's model frame does
-    present = s.notna().to_numpy()
-    uniq = pd.unique(s[present])
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+        used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(s.cat.categories)))
+        return codes, level_labels(s.cat.categories), used  # unused levels dropped, as lme4's model frame does
     try:
-        uniq = np.sort(np.asarray(uniq))
+        codes, uniq = pd.factorize(s, sort=True)
     except TypeError:
         raise TypeError(f"{what} mixes values that cannot be ordered") from None
-    levels = level_labels(uniq)
-    labels = np.full(len(s), None, dtype=object)
-    if len(uniq):
-        pos = pd.Index(uniq).get_indexer(s[present])
-        labels[present] = np.array(levels, dtype=object)[pos]
-    return labels, levels
+    return codes.astype(np.int64), level_labels(np.asarray(uniq)), np.arange(len(uniq))
 
 
 @dataclass
@@ -101,20 +94,21 @@ class _FactorCoding:
         s = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw))
         if len(drop_rows):
             s = s.drop(index=s.index[list(drop_rows)])
-        labels, seen = _factor_labels(s, self.what)
+        codes, labels, used = _factor_codes(s, self.what)
         if "levels" in encoder_state:
             levels = encoder_state["levels"]
         else:
-            levels = seen if self.levels is None else level_labels(self.levels)
+            levels = [labels[j] for j in used] if self.levels is None else level_labels(self.levels)
             if len(levels) < 2:
                 raise ValueError(f"{self.what} has {len(levels)} level{'' if len(levels) == 1 else 's'} "
                                  f"({', '.join(levels)}): contrasts can be applied only to factors with "
                                  "2 or more levels")
             encoder_state["levels"] = levels
-        pos = pd.Index(levels).get_indexer(labels)
-        bad = (pos < 0) & pd.notna(labels)
+        where = pd.Index(levels).get_indexer(labels)  # each code's position among the levels (-1: new)
+        pos = np.where(codes >= 0, where[np.maximum(codes, 0)] if len(where) else -1, -1)
+        bad = (pos < 0) & (codes >= 0)
         if bad.any():
-            new = sorted(set(labels[bad]))
+            new = sorted({labels[c] for c in np.unique(codes[bad])})
             raise NewLevelError(
                 f"{self.what} has level{'s' if len(new) > 1 else ''} {', '.join(map(repr, new[:5]))} that "
                 f"the model was not fitted with (its levels: {', '.join(levels)})")
