@@ -341,3 +341,15 @@ def test_profile_intervals_of_a_weighted_fit(args_data):
         held = mmbook.lmer("Reaction ~ 1 + offset(v * Days) + (1 | Subject)", d.assign(v=v), weights="w",
                            REML=False)
         assert held.objective - dev_min == pytest.approx(1.959963984540054 ** 2, abs=1e-4)
+
+
+def test_summary_of_a_weighted_offset_fit_is_lme4s(args_data):
+    """lme4's printed summary, "Weights:" and " Offset:" lines included; lme4 prints the data's R
+    name ("   Data: d"), which mmbook does not know, and the scaled residuals are Pearson's."""
+    d, _ = args_data
+    r = REF["summary_weighted_offset"]
+    fit = mmbook.lmer(r["formula"], d, weights=r["weights"], offset=r["offset"])
+    expected = [line for line in r["text"] if not line.startswith("   Data: ")]
+    while expected and expected[-1] == "":
+        expected.pop()
+    assert str(fit).splitlines() == expected

@@ -274,6 +274,9 @@ class ModelFrame:
     contrasts : dict
         The ``contrasts`` argument, resolved (factor name -> RContrast).
     na_action : {"omit", "exclude"}
+    arguments : dict
+        How ``weights`` and ``offset`` were given (a column name or
+        expression, or ``"<array>"``), for the printed summary.
     data_index : pandas.Index
         Index of the user's data (all rows).
     rows : ndarray of int
@@ -296,6 +299,7 @@ class ModelFrame:
     var_classes: dict = field(default_factory=dict)
     contrasts: dict = field(default_factory=dict)
     na_action: str = "omit"
+    arguments: dict = field(default_factory=dict)
     data_index: pd.Index | None = None
     rows: np.ndarray | None = None
 
@@ -537,7 +541,9 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames, n_dropped=n_dropped,
                     dropped_columns=dropped_cols, x_spec=x_spec, weights=w, offset=off if has_offset else None,
                     offset_specs=tuple(specs), offset_is_array=o_arr is not None, var_classes=var_classes,
-                    contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows)
+                    contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows,
+                    arguments={k: (v if isinstance(v, str) else "<array>")
+                               for k, v in (("weights", weights), ("offset", offset)) if v is not None})
     if random and f.random:
         mf.terms = random_terms(f.random, frame, state_frame=full)
     return mf

@@ -224,13 +224,12 @@ def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: 
 
 
 def _materialize(build, what: str, rhs):
+    """Run formulaic; its errors become one clear line naming the matrix and the formula."""
     try:
         return build()
-    except (NewLevelError, TypeError) as exc:
-        if isinstance(exc, NewLevelError) or "mixes" in str(exc):
-            raise
-        raise ValueError(f"could not build the {what} from {_shown(rhs)}: {exc}") from None
-    except Exception as exc:  # formulaic wraps errors from inside our encoders; unwrap ours
+    except NewLevelError:
+        raise
+    except Exception as exc:  # formulaic may wrap errors from inside our encoders; unwrap a new level
         inner = exc.__cause__ or exc.__context__
         while inner is not None and not isinstance(inner, NewLevelError):
             inner = inner.__cause__ or inner.__context__

@@ -55,6 +55,9 @@ def variable_class(col: pd.Series) -> str:
         if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
             return "numeric"
         kinds = sorted({type(v).__name__ for v in col.dropna().unique()})
+        if len(kinds) == 1:
+            raise TypeError(f"column {col.name!r} holds {kinds[0]} values, which a model formula cannot use; "
+                            "convert it to numbers or to strings")
         raise TypeError(f"column {col.name!r} mixes types ({', '.join(kinds)}); "
                         "make it all strings (a factor) or all numbers")
     raise TypeError(f"column {col.name!r} has dtype {dt}, which a model formula cannot use; "

@@ -61,7 +61,6 @@ def level_labels(values) -> list[str]:
     return [_label(v) for v in arr]
 
 
-
 # R spellings that are not Python: dotted names, TRUE/FALSE
 _R_TO_PY = {"as.factor": "as_factor", "as.ordered": "as_ordered", "as.numeric": "as_numeric",
             "Boundary.knots": "Boundary_knots", "TRUE": "True", "FALSE": "False"}
@@ -196,6 +195,7 @@ def column_name(col: str, factors) -> str:
 
 
 def fallback_name(name: str) -> str:
+    """R's name from formulaic's column name alone (``f[T.b]`` -> ``fb``, ``I(x ** 2)`` -> ``I(x^2)``)."""
     name = re.sub(r"\[T\.([^\]]*)\]", r"\1", name)
     name = re.sub(r"\[([^\]]*)\]", r"\1", name)
     return name.replace(" ** ", "^").replace("**", "^")

@@ -113,6 +113,11 @@ out$exclude <- list(
   unweighted = full(fe, k = n), weighted = c(list(weights = "w"), full(fe_w, k = n)),
   simulate_rows = nrow(simulate(fe, seed = 1)))
 
+# the printed summary of a fit with weights and an offset (lme4 prints "Weights:" and " Offset:" lines)
+out$summary_weighted_offset <- list(
+  formula = "Reaction ~ Days + (1 | Subject)", weights = "w", offset = "o",
+  text = capture.output(print(summary(lmer(Reaction ~ Days + (1 | Subject), d, weights = w, offset = o)))))
+
 out$source <- paste0("tests/data/make_lme4_args.R; ", R.version.string, ", lme4 ", packageVersion("lme4"),
                      ", Matrix ", packageVersion("Matrix"))
 out$data <- "tests/data/args/args.csv"
