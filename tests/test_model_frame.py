@@ -231,3 +231,18 @@ def test_logical_response_counts_as_0_1(frames):
 def test_contr_is_exported():
     assert mmbook.contr.treatment(base="b").base == "b"
     assert mmbook.contr.sum().name == "contr.sum"
+
+
+def test_the_fitted_spec_itself_refuses_what_predict_refuses(frames, combined):
+    """The checks live in the spec that rebuilds X, so every caller of it (predict, simulate with
+    new data, ...) gets them: strings for a numeric column, a new level, NaN rows."""
+    from mmbook.engine.design import model_matrix
+
+    _, nd = frames
+    spec = combined.mf.x_spec
+    with pytest.raises(TypeError, match="variable 'x' was fitted as numeric but newdata gives factor"):
+        model_matrix(spec, nd.assign(x=nd["x"].astype(str)), "X")
+    with pytest.raises(NewLevelError, match="factor 'f' has level 'q'"):
+        model_matrix(spec, nd.assign(f=["a", "q", "b", "c", "d", "a"]), "X")
+    X, _ = model_matrix(spec, nd.assign(f=["a", None, "b", "c", "d", "a"]), "X")
+    assert np.isnan(X[1]).any() and np.isfinite(X[[0, 2, 3, 4, 5]]).all()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .contrasts import resolve_contrast
-from .rfunctions import R_FUNCTIONS, NewLevelError, as_factor, default_contrast, variable_class
+from .rfunctions import R_FUNCTIONS, NewLevelError, as_factor, check_class, default_contrast, variable_class
 from .rnames import column_name, fallback_name, r_deparse, r_spelling, to_python
 
 __all__ = ["MatrixSpec", "NumericSpec", "model_matrix", "formula_variables"]
@@ -155,6 +155,9 @@ class NumericSpec:
         return cls(intercept, cols)
 
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The columns for ``frame`` (new data: each column must be numeric, as at the fit)."""
+        for c in self.columns:
+            check_class(frame[c], "numeric")
         n = len(frame)
         X = np.empty((n, len(self.column_names)))
         j = 0
@@ -214,7 +217,11 @@ def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: 
         if v not in frame.columns:
             continue
         col = frame[v]
-        cls = (classes or {}).get(v) or variable_class(col)
+        cls = (classes or {}).get(v)
+        if cls is None:
+            cls = variable_class(col)
+        else:
+            check_class(col, cls)
         if cls == "numeric":
             numeric[v] = col if col.dtype != object else pd.to_numeric(col)
         else:

@@ -23,13 +23,9 @@ import pandas as pd
 
 from .design import ModelFrame, RandomTerm, factor_codes
 from .modelmatrix import model_matrix
-from .rfunctions import variable_class
+from .rfunctions import check_class
 
 __all__ = ["check_newdata", "newdata_fixed", "newdata_random"]
-
-_SAME = {"factor": {"factor", "ordered"}, "ordered": {"factor", "ordered"}, "numeric": {"numeric"},
-         "logical": {"logical"}}
-
 
 def _variables(spec) -> list[str]:
     return list(getattr(spec, "variables", []))
@@ -57,14 +53,8 @@ def check_newdata(mf: ModelFrame, newdata: pd.DataFrame, variables, what: str) -
         raise KeyError(f"newdata has no column {missing[0]!r}, which the {what} needs; "
                        f"its columns are: {', '.join(map(str, newdata.columns))}")
     for v in variables:
-        fitted = mf.var_classes.get(v)
-        col = newdata[v]
-        if fitted is None or col.isna().all():
-            continue
-        given = variable_class(col)
-        if given not in _SAME[fitted]:
-            raise TypeError(f"variable {v!r} was fitted as {fitted} but newdata gives {given} "
-                            f"(dtype {col.dtype}); convert the column to the fitted kind")
+        if v in mf.var_classes:
+            check_class(newdata[v], mf.var_classes[v])
     if not variables:
         return np.ones(len(newdata), dtype=bool)
     return newdata[variables].notna().all(axis=1).to_numpy()

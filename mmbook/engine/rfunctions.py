@@ -24,7 +24,7 @@ import pandas as pd
 from .contrasts import RContrast, contr, resolve_contrast
 from .rnames import level_labels
 
-__all__ = ["R_FUNCTIONS", "NewLevelError", "variable_class", "as_factor", "default_contrast"]
+__all__ = ["R_FUNCTIONS", "NewLevelError", "variable_class", "check_class", "as_factor", "default_contrast"]
 
 
 class NewLevelError(ValueError):
@@ -63,6 +63,30 @@ def variable_class(col: pd.Series) -> str:
     raise TypeError(f"column {col.name!r} has dtype {dt}, which a model formula cannot use; "
                     "convert it to numbers or to strings/categorical")
 
+
+
+_SAME = {"factor": {"factor", "ordered"}, "ordered": {"factor", "ordered"}, "numeric": {"numeric"},
+         "logical": {"logical"}}
+
+
+def check_class(col: pd.Series, fitted: str) -> None:
+    """New data's column must be of the kind the fit read (R's ``.checkMFClasses``).
+
+    Strings are accepted for a factor or an ordered factor (their levels and
+    order come from the fit); an all-missing column passes (its rows predict NaN).
+
+    Raises
+    ------
+    TypeError
+        E.g. strings for a numeric variable (R: "variable 'x' was fitted with
+        type "numeric" but type "character" was supplied").
+    """
+    if col.isna().all():
+        return
+    given = variable_class(col)
+    if given not in _SAME[fitted]:
+        raise TypeError(f"variable {col.name!r} was fitted as {fitted} but newdata gives {given} "
+                        f"(dtype {col.dtype}); convert the column to the fitted kind")
 
 
 def _factor_codes(s: pd.Series, what: str) -> tuple[np.ndarray, list[str], np.ndarray]:
