@@ -353,3 +353,12 @@ def test_summary_of_a_weighted_offset_fit_is_lme4s(args_data):
     while expected and expected[-1] == "":
         expected.pop()
     assert str(fit).splitlines() == expected
+
+
+def test_weights_and_offset_survive_the_bootstrap(args_data):
+    """Each bootstrap refit is the same weighted model with the offset (they live on the model frame)."""
+    d, _ = args_data
+    fit = mmbook.lmer("Reaction ~ Days + offset(o) + (1 | Subject)", d, weights="w", contrasts=None)
+    draws = mmbook.bootstrap(fit, lambda f: [f.weights.sum(), f.offset.sum(), f.mf.n_eff], nsim=3, seed=2)
+    np.testing.assert_allclose(draws, [[d["w"].sum(), d["o"].sum(), len(d)]] * 3)
+    assert fit.mf.arguments == {"weights": "w"}

@@ -275,8 +275,9 @@ class ModelFrame:
         The ``contrasts`` argument, resolved (factor name -> RContrast).
     na_action : {"omit", "exclude"}
     arguments : dict
-        How ``weights`` and ``offset`` were given (a column name or
-        expression, or ``"<array>"``), for the printed summary.
+        The ``weights``, ``offset``, ``contrasts`` and ``na_action`` arguments
+        as given (those that were), so that a refit with a new formula or
+        data (``update``) can pass them again and the summary can name them.
     data_index : pandas.Index
         Index of the user's data (all rows).
     rows : ndarray of int
@@ -542,8 +543,10 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                     dropped_columns=dropped_cols, x_spec=x_spec, weights=w, offset=off if has_offset else None,
                     offset_specs=tuple(specs), offset_is_array=o_arr is not None, var_classes=var_classes,
                     contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows,
-                    arguments={k: (v if isinstance(v, str) else "<array>")
-                               for k, v in (("weights", weights), ("offset", offset)) if v is not None})
+                    arguments={k: v for k, v in (("weights", weights), ("offset", offset),
+                                                 ("contrasts", contrasts or None),
+                                                 ("na_action", None if na_action == "omit" else na_action))
+                               if v is not None})
     if random and f.random:
         mf.terms = random_terms(f.random, frame, state_frame=full)
     return mf

@@ -175,7 +175,8 @@ def summary_text(fit, digits: int = 4) -> str:
     out.append(f"Formula: {fit.formula}")
     for label, key in (("Weights: ", "weights"), (" Offset: ", "offset")):  # lme4's lines, when given
         if key in fit.mf.arguments:
-            out.append(label + fit.mf.arguments[key])
+            given = fit.mf.arguments[key]
+            out.append(label + (given if isinstance(given, str) else "<array>"))
     out.append("")
     if fit.REML:
         out.append(f"REML criterion at convergence: {_cat_number(round(fit.objective, 1))}")
