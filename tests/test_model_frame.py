@@ -246,3 +246,15 @@ def test_the_fitted_spec_itself_refuses_what_predict_refuses(frames, combined):
         model_matrix(spec, nd.assign(f=["a", "q", "b", "c", "d", "a"]), "X")
     X, _ = model_matrix(spec, nd.assign(f=["a", None, "b", "c", "d", "a"]), "X")
     assert np.isnan(X[1]).any() and np.isfinite(X[[0, 2, 3, 4, 5]]).all()
+
+
+def test_C_with_R_coding_names_and_poly_on_too_few_values(frames):
+    d, _ = frames
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mmbook.lmer("y ~ C(f, sum) + (1 | g)", d)
+        b = mmbook.lmer("y ~ f + (1 | g)", d, contrasts={"f": "contr.sum"})
+        assert list(a.fixef.index) == ["(Intercept)", "C(f, sum)1", "C(f, sum)2", "C(f, sum)3"]
+        np.testing.assert_allclose(a.fixef.to_numpy(), b.fixef.to_numpy(), rtol=1e-10)
+        with pytest.raises(ValueError, match="degree 2 needs more than 2 distinct values"):
+            mmbook.lmer("y ~ poly(h0, 2) + (1 | g)", d.assign(h0=np.where(d["h"] > 1, 1.0, 0.0)))

@@ -388,7 +388,7 @@ def _numeric_expr(expr: str, frame: pd.DataFrame, what: str, state_frame: pd.Dat
     """One numeric value per row from an R expression (``"w"``, ``"log(n)"``), and its spec for new data."""
     vals, _, spec = model_matrix(f"0 + I({expr})", frame, what, with_spec=True, state_frame=state_frame)
     if vals.shape[1] != 1:
-        raise TypeError(f"{what} {expr!r} must be numeric (one number per row)")
+        raise TypeError(f"{what} {str(expr)!r} must be numeric (one number per row)")
     return vals[:, 0], spec
 
 
@@ -399,7 +399,7 @@ def _check_weights(w: np.ndarray, index) -> np.ndarray:
     neg = np.flatnonzero(w < 0)
     if len(neg):
         raise ValueError(f"weights must be non-negative: {len(neg)} {'is' if len(neg) == 1 else 'are'} negative "
-                         f"(first at row {index[neg[0]]!r})")
+                         f"(the first in the row labelled {index[neg[0]]})")
     if not np.any(w > 0):
         raise ValueError("all weights are zero: no observation carries information")
     return w

@@ -184,9 +184,7 @@ def _r_C(x, contr=None, base=None):
 
 
 def _contrast_name(value):
-    """R's ``C(f, sum)`` spelling: the bare names of codings (``sum`` is Python's builtin here)."""
-    if value is sum:
-        return "sum"
+    """R's ``C(f, poly)`` and ``C(f, contr.sum)`` spellings: a coding's function stands for the coding."""
     if value is R_FUNCTIONS["poly"]:
         return "poly"
     if callable(value) and getattr(value, "__qualname__", "").startswith("_Registry."):
@@ -216,6 +214,10 @@ def _make_stateful():
         """R's ``poly(x, degree, raw)``: orthogonal (R's recurrence, kept for new data) or raw powers."""
         from formulaic.materializers.types import FactorValues
 
+        if not _state and len(np.unique(np.asarray(x, dtype=float))) <= int(degree):
+            raise ValueError(f"poly(): degree {int(degree)} needs more than {int(degree)} distinct values; "
+                             f"the variable has {len(np.unique(np.asarray(x, dtype=float)))} "
+                             "(R: 'degree' must be less than number of unique points)")
         if raw:
             x = np.asarray(x, dtype=float)
             return FactorValues(np.column_stack([x ** k for k in range(1, int(degree) + 1)]),
@@ -236,7 +238,7 @@ def _namespace() -> dict:
         "I": identity, "scale": scale, "center": center, "poly": poly, "bs": bs,
         "factor": _r_factor, "as_factor": _r_factor, "ordered": _r_ordered, "as_ordered": _r_ordered,
         "as_numeric": lambda x: np.asarray(x, dtype=float), "C": _r_C, "contr": contr,
-        "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS",
+        "helmert": "contr.helmert", "treatment": "contr.treatment", "SAS": "contr.SAS", "sum": "contr.sum",
         "c": lambda *values: np.array(values), "pi": np.pi, "pmin": np.minimum, "pmax": np.maximum,
         "round": lambda x, digits=0: np.round(x, digits), "sign": np.sign, "trunc": np.trunc,
     })
