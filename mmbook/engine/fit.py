@@ -46,8 +46,9 @@ class LmerFit:
     Attributes follow lme4's extractor functions: ``fixef``, ``vcov``,
     ``sigma``, ``theta``, ``objective`` (REML criterion or ML deviance),
     ``loglik``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``varcorr``,
-    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``,
-    ``is_singular``.
+    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``
+    (and :meth:`resid` for lme4's other types), ``weights`` (prior
+    weights), ``offset``, ``is_singular``.
     """
 
     mf: ModelFrame
