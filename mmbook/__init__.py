@@ -30,6 +30,7 @@ _EXPORTS = {
     "lmer": "mmbook.engine.pipeline",
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
+    "contr": "mmbook.engine.contrasts",
     "anova": "mmbook.engine.lrt",
     "drop1": "mmbook.engine.lrt",
     "confint": "mmbook.engine.intervals",

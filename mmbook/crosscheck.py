@@ -452,10 +452,17 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     Raises
     ------
     NotImplementedError
-        The model cannot be written for statsmodels (see :func:`translate`).
+        The model cannot be written for statsmodels (see :func:`translate`),
+        or it has prior weights or an offset (statsmodels' ``MixedLM`` has
+        neither).
     """
     from statsmodels.regression.mixed_linear_model import MixedLMParams
 
+    if fit.mf.weights is not None or fit.mf.offset is not None:
+        what = " and ".join(w for w, v in (("prior weights", fit.mf.weights), ("an offset", fit.mf.offset))
+                            if v is not None)
+        raise NotImplementedError(f"statsmodels' MixedLM cannot fit a model with {what}: no cross-check; "
+                                  "the weighted and offset fits are tested against lme4 (tests/test_lmer_args.py)")
     tr = translate(fit)
     model, fe_index = _sm_model(fit, tr)
     terms = fit.terms

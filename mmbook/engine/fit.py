@@ -78,8 +78,9 @@ class LmerFit(ModelMatrices):
     Attributes follow lme4's extractor functions: ``fixef``, ``vcov``,
     ``sigma``, ``theta``, ``objective`` (REML criterion or ML deviance),
     ``loglik``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``varcorr``,
-    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``,
-    ``is_singular``.
+    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``
+    (and :meth:`resid` for lme4's other types), ``weights`` (prior
+    weights), ``offset``, ``is_singular``.
     """
 
     mf: ModelFrame
@@ -123,12 +124,28 @@ class LmerFit(ModelMatrices):
 
     @property
     def df_resid_sigma(self) -> int:
-        return self.nobs - self.mf.p if self.REML else self.nobs
+        """Degrees of freedom of ``sigma^2``: ``n - p`` (REML) or ``n`` (ML), ``n`` counting positive weights."""
+        return self.pls.response.dof
 
     @cached_property
     def sigma(self) -> float:
-        """Residual standard deviation: ``sqrt(pwrss / (n - p))`` (REML) or ``sqrt(pwrss / n)`` (ML)."""
+        """Residual standard deviation: ``sqrt(pwrss / (n - p))`` (REML) or ``sqrt(pwrss / n)`` (ML).
+
+        With prior weights ``w_i`` it is the scale of a unit-weight
+        observation: observation ``i`` has residual variance ``sigma^2 / w_i``
+        (lme4's ``sigma``).
+        """
         return float(np.sqrt(self.solution.pwrss / self.df_resid_sigma))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Prior weights, one per observation used (lme4's ``weights(fit)``; all 1 without weights)."""
+        return np.ones(self.nobs) if self.mf.weights is None else self.mf.weights.copy()
+
+    @property
+    def offset(self) -> np.ndarray:
+        """The offset of each observation used (the formula's ``offset()`` terms plus the argument; 0 without)."""
+        return np.zeros(self.nobs) if self.mf.offset is None else self.mf.offset.copy()
 
     @property
     def npar(self) -> int:
@@ -146,7 +163,8 @@ class LmerFit(ModelMatrices):
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+        """``-2 log L + log(n) npar``; ``n`` counts the observations with positive weight."""
+        return -2.0 * self.loglik + np.log(self.mf.n_eff) * self.npar
 
     @property
     def deviance(self) -> float:
@@ -353,19 +371,64 @@ class LmerFit(ModelMatrices):
         return out
 
     @cached_property
+    def mu(self) -> np.ndarray:
+        """Conditional means ``offset + X beta + Z gamma`` of the observations used, shape (n,)."""
+        mu = self.mf.X @ self.beta + self.Zgamma()
+        return mu if self.mf.offset is None else mu + self.mf.offset
+
+    @cached_property
     def fitted(self) -> pd.Series:
-        """Conditional fitted values ``X beta + Z gamma``."""
-        return pd.Series(self.mf.X @ self.beta + self.Zgamma(), index=self.mf.frame.index, name="fitted")
+        """Conditional fitted values ``offset + X beta + Z gamma`` (lme4's ``fitted``).
+
+        Indexed like the rows used; with ``na_action="exclude"`` like the
+        data, NaN at the rows removed for missing values.
+        """
+        return self.mf.pad(self.mu, "fitted")
 
     @cached_property
     def residuals(self) -> pd.Series:
-        """Response residuals ``y - X beta - Z gamma``."""
-        return pd.Series(self.mf.y - self.fitted.to_numpy(), index=self.mf.frame.index, name="residuals")
+        """Response residuals ``y - fitted`` (lme4's ``residuals(fit)``); see :meth:`resid` for other types."""
+        return self.resid("response")
+
+    def resid(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals of a type, as lme4's ``residuals(fit, type, scaled)`` (R's ``resid``).
+
+        Parameters
+        ----------
+        type : {"response", "pearson", "working", "deviance"}
+            ``response`` and ``working``: ``y - mu``; ``pearson`` and
+            ``deviance``: ``sqrt(w) (y - mu)`` with ``w`` the prior weights
+            (the same as ``response`` without weights).
+        scaled : bool
+            Divide by ``sigma``.
+
+        Returns
+        -------
+        Series
+            Indexed like :attr:`fitted` (padded with NaN for ``na_action="exclude"``).
+
+        Raises
+        ------
+        ValueError
+            An unknown type (lme4's ``partial`` is not implemented there either).
+        """
+        r = self.mf.y - self.mu
+        if type in ("pearson", "deviance"):
+            if self.mf.weights is not None:
+                r = r * np.sqrt(self.mf.weights)
+        elif type not in ("response", "working"):
+            raise ValueError(f"type must be 'response', 'pearson', 'working' or 'deviance', got {type!r}")
+        if scaled:
+            r = r / self.sigma
+        return self.mf.pad(r, "residuals")
 
     @property
     def scaled_residuals(self) -> pd.Series:
-        """Residuals divided by ``sigma`` (as in lme4's summary)."""
-        return self.residuals / self.sigma
+        """Pearson residuals divided by ``sigma`` for the rows used (lme4's summary shows their quantiles)."""
+        r = (self.mf.y - self.mu) / self.sigma
+        if self.mf.weights is not None:
+            r = r * np.sqrt(self.mf.weights)
+        return pd.Series(r, index=self.mf.frame.index, name="residuals")
 
     # ------------------------------------------------------------ methods
     def predict(self, newdata: pd.DataFrame | None = None, re_form="all", allow_new_levels: bool = False):
