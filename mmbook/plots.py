@@ -226,50 +226,6 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
     return fig
 
 
-# ------------------------------------------------------------------ profiles (lme4's xyplot/densityplot of a profile)
-def _profile_axes(names, ncols, panel_size, sharey):
-    if not isinstance(ncols, (int, np.integer)) or ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, not {ncols!r}")
-    ncols = min(int(ncols), len(names))
-    nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(panel_size[0] * ncols + 0.4, panel_size[1] * nrows + 0.5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)).ravel()
-    for ax in axes[len(names):]:
-        ax.set_visible(False)
-    return fig, axes
-
-
-def _check_profile(prof):
-    if not (hasattr(prof, "frame") and hasattr(prof, "splines") and hasattr(prof, "names")):
-        raise TypeError(f"expected a profile from mmbook.profile(fit), got {type(prof).__name__}")
-
-
-def profile_zeta(prof, absolute: bool = False, levels=(0.5, 0.8, 0.9, 0.95, 0.99), ncols: int = 3,
-                 panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
-    r"""Profile zeta plots, one panel per parameter (lme4's ``xyplot(profile(fit))``).
-
-    Each panel shows the signed square root of the profiled deviance,
-    :math:`\zeta(v)`, against the parameter's value: the profile points and
-    the natural spline through them. A straight line means a quadratic
-    log-likelihood, where Wald intervals are as good as profile intervals;
-    curvature shows where they are not. Vertical segments mark the profile
-    confidence limits at ``levels`` (where :math:`\zeta = \pm z_{(1+level)/2}`).
-
-    Parameters
-    ----------
-    prof : mmbook.Profile
-        From :func:`mmbook.profile` (or ``fit.profile()``).
-    absolute : bool
-        Plot :math:`|\zeta|` (lme4's ``absVal = TRUE``): the limits of each
-        interval are then at the same height.
-    levels : sequence of float
-        Confidence levels whose limits are marked.
-    ncols : int
-        Panels per row.
-    panel_size : (float, float)
-        Width and height of a panel, in inches.
-
-
 # ---------------------------------------------------------------------------
 # diagnostic figures
 # ---------------------------------------------------------------------------
@@ -364,58 +320,6 @@ def resid_fitted(fit, *, ax=None, scaled: bool = False, label: int = 0, label_by
     Raises
     ------
     TypeError
-        ``prof`` is not a profile.
-    """
-    _check_profile(prof)
-    from scipy import stats
-
-    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=True)
-    zs = stats.norm.ppf(0.5 + np.asarray(levels, dtype=float) / 2)
-    for ax, nm in zip(axes, prof.names):
-        sub = prof.frame[prof.frame[".par"] == nm]
-        spl, (a, b) = prof.splines(nm)
-        v = np.linspace(a, b, 200)
-        z = spl(v)
-        ax.plot(v, np.abs(z) if absolute else z, color="#3b6ea8", lw=1.3)
-        zp = sub[".zeta"].to_numpy()
-        ax.scatter(sub[".focal"], np.abs(zp) if absolute else zp, s=8, color="#3b6ea8", zorder=3)
-        for zc in zs:
-            for target in (-zc, zc):
-                sign = np.sign(z - target)
-                cross = np.flatnonzero(sign[:-1] * sign[1:] < 0)
-                for i in cross:  # the limit, by linear interpolation between the spline's grid points
-                    x = v[i] + (target - z[i]) * (v[i + 1] - v[i]) / (z[i + 1] - z[i])
-                    ax.plot([x, x], [0.0, abs(target) if absolute else target], color="#888888", lw=0.8, ls=":")
-        ax.axhline(0, color="#bbbbbb", lw=0.6)
-        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
-        ax.tick_params(labelsize=8, length=2)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-    fig.supylabel(r"$|\zeta|$" if absolute else r"$\zeta$", fontsize=10)
-    return fig
-
-
-def profile_density(prof, npts: int = 201, upper: float = 0.999, ncols: int = 3,
-                    panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
-    r"""Profile-based densities, one panel per parameter (lme4's ``densityplot(profile(fit))``).
-
-    The density a parameter's estimator would have if :math:`\zeta` were
-    exactly standard normal, :math:`\phi(\zeta(v))\,\zeta'(v)`
-    (:meth:`mmbook.Profile.density`): symmetric when the profile is straight,
-    skewed where it bends.
-
-    Parameters
-    ----------
-    prof : mmbook.Profile
-    npts : int
-        Points per curve.
-    upper : float
-        Each curve spans :math:`\zeta` from ``-z_upper`` to ``z_upper``.
-    ncols : int
-        Panels per row.
-    panel_size : (float, float)
-        Width and height of a panel, in inches.
-
-
         ``fit`` is not a fitted model.
     KeyError
         ``label_by`` is not a column of the model frame.
@@ -530,22 +434,6 @@ def qq_ranef(fit, group: str | None = None, *, axes=None, panel_size: tuple[floa
 
     Raises
     ------
-    TypeError
-        ``prof`` is not a profile.
-    """
-    _check_profile(prof)
-    dens = prof.density(npts=npts, upper=upper)
-    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=False)  # densities differ in scale
-    for ax, nm in zip(axes, prof.names):
-        sub = dens[dens["pnm"] == nm]
-        ax.plot(sub["pval"], sub["density"], color="#3b6ea8", lw=1.3)
-        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
-        ax.tick_params(labelsize=8, length=2)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-        ax.set_ylim(bottom=0)
-    fig.supylabel("density", fontsize=10)
-
-
     KeyError
         ``group`` is not a grouping factor of the fit.
     """
@@ -637,4 +525,128 @@ def caterpillar(fit, group: str | None = None, *, level: float = 0.95, order: st
         a.set_xlabel(f"{name}")
         a.set_title(f"{group}: {name}", fontsize=10)
     axs[0].set_ylabel(group)
+    return fig
+
+
+# ------------------------------------------------------------------ profiles (lme4's xyplot/densityplot of a profile)
+def _profile_axes(names, ncols, panel_size, sharey):
+    if not isinstance(ncols, (int, np.integer)) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, not {ncols!r}")
+    ncols = min(int(ncols), len(names))
+    nrows = math.ceil(len(names) / ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols + 0.4, panel_size[1] * nrows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)).ravel()
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _check_profile(prof):
+    if not (hasattr(prof, "frame") and hasattr(prof, "splines") and hasattr(prof, "names")):
+        raise TypeError(f"expected a profile from mmbook.profile(fit), got {type(prof).__name__}")
+
+
+def profile_zeta(prof, absolute: bool = False, levels=(0.5, 0.8, 0.9, 0.95, 0.99), ncols: int = 3,
+                 panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
+    r"""Profile zeta plots, one panel per parameter (lme4's ``xyplot(profile(fit))``).
+
+    Each panel shows the signed square root of the profiled deviance,
+    :math:`\zeta(v)`, against the parameter's value: the profile points and
+    the natural spline through them. A straight line means a quadratic
+    log-likelihood, where Wald intervals are as good as profile intervals;
+    curvature shows where they are not. Vertical segments mark the profile
+    confidence limits at ``levels`` (where :math:`\zeta = \pm z_{(1+level)/2}`).
+
+    Parameters
+    ----------
+    prof : mmbook.Profile
+        From :func:`mmbook.profile` (or ``fit.profile()``).
+    absolute : bool
+        Plot :math:`|\zeta|` (lme4's ``absVal = TRUE``): the limits of each
+        interval are then at the same height.
+    levels : sequence of float
+        Confidence levels whose limits are marked.
+    ncols : int
+        Panels per row.
+    panel_size : (float, float)
+        Width and height of a panel, in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``prof`` is not a profile.
+    """
+    _check_profile(prof)
+    from scipy import stats
+
+    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=True)
+    zs = stats.norm.ppf(0.5 + np.asarray(levels, dtype=float) / 2)
+    for ax, nm in zip(axes, prof.names):
+        sub = prof.frame[prof.frame[".par"] == nm]
+        spl, (a, b) = prof.splines(nm)
+        v = np.linspace(a, b, 200)
+        z = spl(v)
+        ax.plot(v, np.abs(z) if absolute else z, color="#3b6ea8", lw=1.3)
+        zp = sub[".zeta"].to_numpy()
+        ax.scatter(sub[".focal"], np.abs(zp) if absolute else zp, s=8, color="#3b6ea8", zorder=3)
+        for zc in zs:
+            for target in (-zc, zc):
+                sign = np.sign(z - target)
+                cross = np.flatnonzero(sign[:-1] * sign[1:] < 0)
+                for i in cross:  # the limit, by linear interpolation between the spline's grid points
+                    x = v[i] + (target - z[i]) * (v[i + 1] - v[i]) / (z[i + 1] - z[i])
+                    ax.plot([x, x], [0.0, abs(target) if absolute else target], color="#888888", lw=0.8, ls=":")
+        ax.axhline(0, color="#bbbbbb", lw=0.6)
+        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
+        ax.tick_params(labelsize=8, length=2)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    fig.supylabel(r"$|\zeta|$" if absolute else r"$\zeta$", fontsize=10)
+    return fig
+
+
+def profile_density(prof, npts: int = 201, upper: float = 0.999, ncols: int = 3,
+                    panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
+    r"""Profile-based densities, one panel per parameter (lme4's ``densityplot(profile(fit))``).
+
+    The density a parameter's estimator would have if :math:`\zeta` were
+    exactly standard normal, :math:`\phi(\zeta(v))\,\zeta'(v)`
+    (:meth:`mmbook.Profile.density`): symmetric when the profile is straight,
+    skewed where it bends.
+
+    Parameters
+    ----------
+    prof : mmbook.Profile
+    npts : int
+        Points per curve.
+    upper : float
+        Each curve spans :math:`\zeta` from ``-z_upper`` to ``z_upper``.
+    ncols : int
+        Panels per row.
+    panel_size : (float, float)
+        Width and height of a panel, in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``prof`` is not a profile.
+    """
+    _check_profile(prof)
+    dens = prof.density(npts=npts, upper=upper)
+    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=False)  # densities differ in scale
+    for ax, nm in zip(axes, prof.names):
+        sub = dens[dens["pnm"] == nm]
+        ax.plot(sub["pval"], sub["density"], color="#3b6ea8", lw=1.3)
+        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
+        ax.tick_params(labelsize=8, length=2)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.set_ylim(bottom=0)
+    fig.supylabel("density", fontsize=10)
     return fig
