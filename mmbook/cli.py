@@ -262,7 +262,7 @@ def cmd_recheck(args) -> int:
     lines = [f"recheck {args.file} ({rec['schema']}, {rec.get('software', {}).get('name', '?')} "
              f"{rec.get('software', {}).get('version', '?')})",
              f"data: {src.get('source')}, {len(data)} rows, checksum matches",
-             f"{name} at the stored theta: {crit:.10g} recomputed, {est['criterion']:.10g} stored"]
+             f"{name} at the stored theta: {crit:.8g} recomputed, {est['criterion']:.8g} stored"]
     for q in ("criterion", "fixef", "sigma", "vcov", "varcorr", "ranef"):
         if q in cmp.passed:
             lines.append(f"  {q:9s} {'match' if cmp.passed[q] else 'MISMATCH'} "

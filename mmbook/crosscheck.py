@@ -20,6 +20,7 @@ compares criterion, fixed effects, variance components and conditional modes.
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 import warnings
@@ -93,9 +94,15 @@ class Translation:
         return "MixedLM.from_formula(" + ", ".join(args) + ")"
 
 
+def _formula_name(name: str) -> bool:
+    """True when ``name`` can stand as itself in a patsy formula (an identifier, not a Python keyword:
+    a column called ``yield`` or ``class`` must be renamed)."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None and not keyword.iskeyword(name)
+
+
 def _safe_name(name: str, taken) -> str:
     base = re.sub(r"\W+", "_", name).strip("_") or "v"
-    if base[0].isdigit():
+    if base[0].isdigit() or keyword.iskeyword(base):
         base = "v_" + base
     out, k = base, 1
     while out in taken:
@@ -133,7 +140,7 @@ def translate(fit) -> Translation:
 
     # response: a column of y as mmbook computed it when it is an expression
     resp = fit.mf.formula.response
-    if resp not in frame.columns or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", resp):
+    if resp not in frame.columns or not _formula_name(resp):
         name = _safe_name(resp, taken)
         frame[name] = fit.mf.y
         taken.add(name)
@@ -145,7 +152,7 @@ def translate(fit) -> Translation:
     for t in terms:
         if t.group in gcol:
             continue
-        single = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t.group) is not None
+        single = _formula_name(t.group)
         used = single and re.search(rf"(?<![\w.]){re.escape(t.group)}(?![\w.])", text_used)
         name = t.group if single and not used else _safe_name(t.group, taken)
         frame[name] = t.refs.astype(np.int64)
@@ -398,7 +405,12 @@ def _sm_model(fit, tr: Translation):
         tr.formula = f"{resp} ~ " + _add_X(tr.data, fit, set(map(str, tr.data.columns)))
         tr.fixed_from_X = True
         tr.notes.append(f"fixed part: mmbook's X, because {why}")
-    return _from_formula(tr), list(range(fit.mf.p))
+    try:
+        return _from_formula(tr), list(range(fit.mf.p))
+    except Exception as exc:  # patsy cannot read a name in the random part: say so, as for any other model
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise NotImplementedError(f"statsmodels could not build the model {tr} ({type(exc).__name__}: {first})") \
+            from exc
 
 
 def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossCheck:

@@ -168,3 +168,15 @@ def test_text_and_html_tables():
     assert t.splitlines() == ["T", "name  value", "a       1.0", "bb    10.25", "done"]
     h = html_table(["name", "value"], [["<a>", "1"]], caption="C", notes=["n"])
     assert "&lt;a&gt;" in h and "<caption" in h and "font-size:smaller" in h
+
+
+def test_names_patsy_cannot_read_are_renamed():
+    """A response called `yield` (nlme's Oats) or a factor called `class` are Python keywords: patsy
+    cannot evaluate them, so the translation renames them (found by the registry's Oats models)."""
+    from mmbook import datasets
+
+    oats = cx.crosscheck(mmbook.lmer("yield ~ nitro + Variety + (1 | Block/Variety)", datasets.load("Oats")))
+    assert oats.agree and oats.translation.formula.startswith("v_yield ~ ")
+    d = datasets.load("Rail").rename(columns={"Rail": "class"})
+    cc = cx.crosscheck(mmbook.lmer("travel ~ 1 + (1 | class)", d))
+    assert cc.agree and cc.translation.groups != "class"
