@@ -368,8 +368,9 @@ def cmd_datasets(args) -> int:
         if args.name in BOOK_FRAMES:
             fn, chapter = BOOK_FRAMES[args.name]
             d = fn()
+            how = " ".join(fn.__doc__.replace("``", "").split()).split(": ", 1)[-1]
             text = f"{args.name}: {len(d)} rows; {', '.join(d.columns)}\nbuilt as the book's {chapter} " \
-                   f"chapter builds it: {fn.__doc__.split(': ', 1)[-1]}"
+                   f"chapter builds it: {how}"
             print(json.dumps({"name": args.name, "rows": len(d), "columns": list(d.columns),
                               "chapter": chapter}) if args.json else text)
             return EXIT["ok"]

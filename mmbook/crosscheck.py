@@ -306,7 +306,7 @@ class CrossCheck:
     REML: bool = True
     not_compared: dict = field(default_factory=dict)
 
-    HEADER = ("quantity", "mmbook", "statsmodels", "rel. tolerance", "agree")
+    HEADER = ("quantity", "mmbook", "statsmodels", "tolerance", "agree")
 
     @property
     def title(self) -> str:

@@ -102,7 +102,8 @@ def text_table(header, rows, align=None, title: str | None = None, footer=(), no
     return "\n".join(lines)
 
 
-_CELL = "padding:0.15em 0.8em;white-space:nowrap;"
+_CELL = "padding:0.15em 0.6em;white-space:nowrap;"
+_FIRST = "padding:0.15em 0.6em 0.15em 0;max-width:20em;"  # the labels may wrap; the numbers never do
 
 
 def html_table(header, rows, align=None, caption: str | None = None, footer=(), notes=(),
@@ -111,24 +112,27 @@ def html_table(header, rows, align=None, caption: str | None = None, footer=(), 
 
     Inline styles only (they survive Jupyter Book and nbconvert):
     right-aligned numeric columns with tabular figures, a rule under the
-    header, no wrapping inside cells, the caption above, ``footer``
-    paragraphs below and ``notes`` in a smaller font (all escaped text).
+    header, no wrapping inside the value cells (the first column's labels may wrap), the caption above, ``footer``
+    paragraphs below and ``notes`` in a smaller font (all escaped text);
+    a table wider than the page scrolls sideways instead of being cut off.
     """
     ncol = len(header)
     align = align or "l" + "r" * (ncol - 1)
     side = {"l": "left", "r": "right"}
-    head = "".join(f"<th style=\"{_CELL}text-align:{side[a]};border-bottom:1px solid currentColor\">"
-                   f"{html.escape(str(h))}</th>" for h, a in zip(header, align))
+    cell = [_FIRST if i == 0 else _CELL for i in range(ncol)]
+    head = "".join(f"<th style=\"{cell[i]}text-align:{side[a]};border-bottom:1px solid currentColor\">"
+                   f"{html.escape(str(h))}</th>" for i, (h, a) in enumerate(zip(header, align)))
     body = []
     for r in rows:
-        body.append("<tr>" + "".join(f"<td style=\"{_CELL}text-align:{side[a]}\">{html.escape(str(c))}</td>"
-                                     for c, a in zip(r, align)) + "</tr>")
+        body.append("<tr>" + "".join(f"<td style=\"{cell[i]}text-align:{side[a]}\">{html.escape(str(c))}</td>"
+                                     for i, (c, a) in enumerate(zip(r, align))) + "</tr>")
     cap = ("<caption style=\"caption-side:top;text-align:left;font-weight:bold;padding:0 0 0.3em 0\">"
            f"{html.escape(caption)}</caption>") if caption else ""
     foot = "".join(f"<p style=\"margin:0.3em 0 0 0\">{html.escape(line)}</p>" for line in footer)
     foot += "".join(f"<p style=\"margin:0.3em 0 0 0;font-size:smaller;max-width:50em\">{html.escape(n)}</p>"
                     for n in notes)
     cls = f" class=\"{html.escape(css_class)}\"" if css_class else ""
-    return (f"<div{cls}><table style=\"border-collapse:collapse;font-variant-numeric:tabular-nums;"
-            f"width:auto;margin:0\">{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+    return (f"<div{cls} style=\"overflow-x:auto;max-width:100%\">"
+            "<table style=\"border-collapse:collapse;font-variant-numeric:tabular-nums;width:auto;margin:0\">"
+            f"{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
             f"</table>{foot}</div>")

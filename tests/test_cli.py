@@ -126,7 +126,8 @@ def test_recheck_detects_other_data(capsys, tmp_path):
     assert code == 1 and "not the data of the record" in out
 
 
-@pytest.mark.parametrize("content,message", [("{", "is not JSON"), ('{"schema": "other/1"}', "not an mmbook fit record"),
+@pytest.mark.parametrize("content,message", [("{", "is not JSON"),
+                                             ('{"schema": "other/1"}', "not an mmbook fit record"),
                                              ('{"schema": "mmbook-fit/1"}', "incomplete fit record")])
 def test_recheck_bad_files(capsys, tmp_path, content, message):
     path = tmp_path / "bad.json"

@@ -224,6 +224,10 @@ class Validation:
 
     HEADER = ("model", "method", *QUANTITIES, "result")
 
+    def __repr__(self) -> str:
+        c = self.counts()
+        return f"<Validation: {c['pass']} passed, {c['fail']} failed, {c['skipped']} skipped of {len(self.results)}>"
+
     def display_rows(self) -> list:
         rows = []
         for r in self.results:

@@ -74,7 +74,8 @@ def sim_ris_marginal() -> pd.DataFrame:
 
 
 def sim_ris_cholesky() -> pd.DataFrame:
-    """appendix_slopes: ``y5 = X beta + L z``, ``L`` the Cholesky factor of the marginal covariance, ``z`` R's ``rnorm`` after ``set.seed(1234)``."""
+    """appendix_slopes: ``y5 = X beta + L z``, ``L`` the Cholesky factor of the marginal covariance,
+    ``z`` R's ``rnorm`` after ``set.seed(1234)``."""
     sim = simulate_random_slopes()
     L = np.linalg.cholesky(sim.marginal_cov())
     z = RRandom(1234).rnorm(len(sim.X))
@@ -107,7 +108,8 @@ def pupils() -> pd.DataFrame:
 
 
 def schools_classes() -> pd.DataFrame:
-    """other_topics: 4 classes of 10 pupils in each of 40 schools, classes labelled 1-4 within a school (NumPy seed 1)."""
+    """other_topics: 4 classes of 10 pupils in each of 40 schools, classes labelled 1-4 within a
+    school (NumPy seed 1)."""
     rng = np.random.default_rng(1)
     n_schools, n_classes, n_pupils = 40, 4, 10
     school = np.repeat(np.arange(n_schools), n_classes * n_pupils)

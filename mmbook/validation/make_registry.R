@@ -186,6 +186,8 @@ add("Rail_REML", "Rail", "travel ~ 1 + (1 | Rail)", TRUE, "nlme", , "random inte
 add("Rail_ML", "Rail", "travel ~ 1 + (1 | Rail)", FALSE, "nlme", , "random intercepts")
 add("Oats_nested_REML", "Oats", "yield ~ nitro + Variety + (1 | Block/Variety)", TRUE, "nlme", , "nested")
 add("Oats_nested_ML", "Oats", "yield ~ nitro + Variety + (1 | Block/Variety)", FALSE, "nlme", , "nested")
+add("reading_slopes_REML", "reading", "rt ~ x + (x | subject) + (1 | item)", TRUE, "lme4", ,
+    "crossed, correlated random slopes", note = "by-subject slopes crossed with items: no statsmodels form")
 add("InstEval_dept_REML", "InstEval", "y ~ service + (1 | d)", TRUE, "lme4", , "random intercepts, large")
 add("InstEval_crossed_REML", "InstEval", "y ~ service + (1 | s) + (1 | d)", TRUE, "lme4", , "crossed, large")
 
