@@ -13,7 +13,11 @@ The package behind the book *Thinking about mixed models*:
   ``lm`` (R's random numbers, ``summary.lm``);
 * :mod:`mmbook.rprint` - R's printing rules, used by every summary;
 * :mod:`mmbook.crosscheck`, :mod:`mmbook.plots`, :mod:`mmbook.data` - the
-  statsmodels cross-check, figures, data.
+  statsmodels cross-check, figures, data;
+* :mod:`mmbook.datasets` - the classic mixed-model data sets, as R has them;
+* :mod:`mmbook.validation` - lme4's stored results for the book's models and
+  lme4's standard ones, and mmbook validated against them; :mod:`mmbook.cli`
+  - the ``mmbook`` command line.
 
 Public entry points are imported lazily, so ``import mmbook`` stays cheap and
 the core never imports statsmodels or matplotlib.
@@ -52,7 +56,10 @@ _EXPORTS = {
     "gibbs_lmm": "mmbook.forms.bayes",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# subpackages available as attributes (``mmbook.datasets.load(...)``), imported on first use
+_SUBPACKAGES = ("datasets", "validation")
+
+__all__ = sorted(_EXPORTS) + list(_SUBPACKAGES) + ["__version__"]
 
 # Functions that share their module's name are bound eagerly: importing the
 # submodule (``from mmbook.lm import LmFit``) would otherwise leave the package
@@ -62,6 +69,8 @@ from .crosscheck import crosscheck  # noqa: E402  (statsmodels is imported only 
 
 
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return import_module(f"mmbook.{name}")
     try:
         module = _EXPORTS[name]
     except KeyError:
