@@ -15,6 +15,7 @@ The package behind the book *Thinking about mixed models*:
 * :mod:`mmbook.crosscheck`, :mod:`mmbook.plots`, :mod:`mmbook.data` - the
   statsmodels cross-check, figures, data;
 * :mod:`mmbook.datasets` - the classic mixed-model data sets, as R has them;
+* :mod:`mmbook.reference` - R's results the chapters print beside mmbook's;
 * :mod:`mmbook.validation` - lme4's stored results for the book's models and
   lme4's standard ones, and mmbook validated against them; :mod:`mmbook.cli`
   - the ``mmbook`` command line.
@@ -57,7 +58,7 @@ _EXPORTS = {
 }
 
 # subpackages available as attributes (``mmbook.datasets.load(...)``), imported on first use
-_SUBPACKAGES = ("datasets", "validation")
+_SUBPACKAGES = ("datasets", "validation", "reference")
 
 __all__ = sorted(_EXPORTS) + list(_SUBPACKAGES) + ["__version__"]
 

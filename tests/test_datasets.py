@@ -5,7 +5,7 @@ References:
   lme4 1.1-31 and nlme 3.1-162: each data set's column types, factor levels (in R's order, and
   whether the factor is ordered), row count, and R's checksums of every column (sum and sum of
   squares of a numeric column at 17 digits, rows per level of a factor).
-- tests/data/sim_ri.csv, sim_ris.csv: R's draws of the document's simulations (see
+- mmbook/reference/sim_ri.csv, sim_ris.csv: R's draws of the document's simulations (see
   tests/data/README.md), for the two simulated data sets.
 - a few values and level orders typed from R's `str()` and `head()` output (stated per test).
 """

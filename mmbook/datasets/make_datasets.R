@@ -67,10 +67,10 @@ for (pkg in names(sets)) {
   }
 }
 
-# The reference document's two simulations (R's draws, from tests/data/sim_ri.csv and
+# The reference document's two simulations (R's draws, from mmbook/reference/sim_ri.csv and
 # sim_ris.csv): their checksums, for the frames mmbook.rcompat.simulation regenerates.
 for (nm in c("sim_ri", "sim_ris")) {
-  d <- read.csv(file.path("tests/data", paste0(nm, ".csv")), colClasses = c("numeric", "numeric", "character"))
+  d <- read.csv(file.path("mmbook/reference", paste0(nm, ".csv")), colClasses = c("numeric", "numeric", "character"))
   d$clus <- factor(d$clus, levels = as.character(sort(unique(as.integer(d$clus)))))
   catalogue[[nm]] <- list(package = "document", package_version = "",
                           rows = nrow(d),

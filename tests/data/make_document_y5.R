@@ -7,7 +7,7 @@
 # eigendecomposition of a covariance matrix whose eigenvalue 1 is repeated 800 times,
 # so the draw depends on the LAPACK/BLAS build; this records what this machine's R
 # gives (REML criterion and fixed effects) and which BLAS and LAPACK it used.
-# Writes tests/data/document_y5.json.
+# Writes mmbook/reference/document_y5.json.
 suppressMessages(library(lme4))
 library(jsonlite)
 
@@ -44,4 +44,4 @@ out <- list(
   fixef = as.list(fixef(m)),
   y5_head6 = unname(y5[1:6])
 )
-write_json(out, "tests/data/document_y5.json", digits = NA, auto_unbox = TRUE, pretty = TRUE)
+write_json(out, "mmbook/reference/document_y5.json", digits = NA, auto_unbox = TRUE, pretty = TRUE)
