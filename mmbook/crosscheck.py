@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .engine.design import r_column_name
+from .extras import require
 from .tables import fmt_at, html_table, resolution, text_table
 
 __all__ = ["CrossCheck", "Translation", "crosscheck", "translate"]
@@ -377,7 +378,7 @@ def _sm_fit(model, REML: bool, methods, fit_kwargs):
 
 
 def _from_formula(tr: Translation):
-    import statsmodels.api as sm
+    sm = require("statsmodels.api", "crosscheck")
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -594,7 +595,7 @@ def _table(rows, not_compared) -> pd.DataFrame:
 
 def _sm_criterion_at(fit, tr, model, re_perm, vc_names) -> float:
     """statsmodels' profiled criterion (on lme4's scale) at mmbook's relative covariances."""
-    from statsmodels.regression.mixed_linear_model import MixedLMParams
+    MixedLMParams = require("statsmodels.regression.mixed_linear_model", "crosscheck").MixedLMParams
 
     sigma2 = fit.sigma ** 2
     k_re = model.k_re

@@ -29,9 +29,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from scipy import stats
+
+from .extras import require
+
+Figure = require("matplotlib.figure", "plots").Figure
+MaxNLocator = require("matplotlib.ticker", "plots").MaxNLocator
 
 __all__ = ["facet_lines", "resid_fitted", "qq_residuals", "qq_ranef", "caterpillar",
            "normal_quantiles", "profile_zeta", "profile_density"]
