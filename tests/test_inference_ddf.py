@@ -22,6 +22,7 @@ Two kinds of comparison, with tolerances argued per quantity:
 """
 
 import json
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -53,7 +54,9 @@ _FITS = {}
 def fit_of(name):
     if name not in _FITS:
         r = MODELS[name]
-        _FITS[name] = mmbook.lmer(r["formula"], _data(r["data"]), REML=r["REML"])
+        with warnings.catch_warnings():  # rankdef drops columns, singular_slope is singular: as in R
+            warnings.simplefilter("ignore")
+            _FITS[name] = mmbook.lmer(r["formula"], _data(r["data"]), REML=r["REML"])
     return _FITS[name]
 
 
@@ -129,7 +132,13 @@ def test_varpar_hessian_and_jacobian_at_lme4_optimum(name):
     r = MODELS[name]
     s = satterthwaite_setup(at_r(name))
     A = np.array(r["vcov_varpar"])
-    assert np.max(np.abs(s.vcov_varpar - A)) <= 1e-6 * np.max(np.abs(A))
+    # A theta of exactly 0 (a singular fit) is differentiated with numDeriv's absolute step 1e-4 / 8:
+    # rounding errors of 1e-13 in a deviance of 1e2 become ~1e-3 in its second derivative, in R as
+    # here. Its row and column are compared at 1e-3, the rest at 1e-6.
+    interior = np.concatenate([np.atleast_1d(r["theta"]) != 0, [True]])
+    inner = np.ix_(interior, interior)
+    assert np.max(np.abs(s.vcov_varpar[inner] - A[inner])) <= 1e-6 * np.max(np.abs(A))
+    assert np.max(np.abs(s.vcov_varpar - A)) <= 1e-3 * np.max(np.abs(A))
     for i, J in enumerate(r["jac"]):
         J = np.array(J)
         assert np.max(np.abs(s.jac[:, :, i] - J)) <= 1e-6 * np.max(np.abs(J)), i

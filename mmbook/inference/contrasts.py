@@ -18,10 +18,14 @@ linear functions of ``beta``) whose F test is the term's row of the table:
 
 "Contains" is lmerTest's ``containment``: term ``F1`` is contained in
 ``F2`` when ``F2`` has all of ``F1``'s variables and more, and the same
-numeric ones.
+numeric ones. As in lmerTest, a term's "variables" are those its column of
+R's ``factors`` attribute codes 1 (the term without the variable is in the
+model): in hierarchical formulas all of them; in ``y ~ B + x:A`` none of
+``x:A``'s, which lmerTest then counts as contained in ``B``.
 
 The terms are read from the formula's fixed part (formulaic's model spec):
-their labels are R's (``A:B``, ``I(x^2)``), in R's order (by degree).
+their labels are R's (``A:B``, ``I(x^2)``, variables in the order they
+first appear in the formula), in R's order (by degree).
 """
 
 from __future__ import annotations
@@ -91,27 +95,37 @@ class TermStructure:
                 terms.append(FixedTerm(c, (c,), frozenset([c]), cols))
                 self._values[c] = ("numeric", self.frame[c].to_numpy(dtype=float)[:, None], None)
         else:
+            import formulaic
+
             state = spec.encoder_state
+            order = _variable_order(formulaic.Formula(fit.mf.formula.fixed, _ordering="none"))
             for st in spec.structure:
                 factors = tuple(str(f) for f in st.term.factors)
                 if factors == ("1",) or not factors:
                     self.intercept = True
                     continue
+                factors = tuple(sorted(factors, key=lambda f: order.get(f, len(order))))
                 numeric = frozenset(f for f in factors
                                     if f in state and str(state[f][0].value) == "numerical")
                 cols = np.array([pos[r_column_name(c)] for c in st.columns if r_column_name(c) in pos], dtype=int)
-                terms.append(FixedTerm(r_column_name(str(st.term)), factors, numeric, cols))
+                terms.append(FixedTerm(r_column_name(":".join(factors)), factors, numeric, cols))
         self.terms = terms
         self.by_label = {t.label: t for t in terms}
+        present = {frozenset(t.factors) for t in terms}
+        # R's "factors" attribute: 1 if the term without the variable is in the model (or empty), else 2
+        self.codes = {t.label: {f: 1 if (len(t.factors) == 1 or frozenset(t.factors) - {f} in present) else 2
+                                for f in t.factors} for t in terms}
 
     # ------------------------------------------------------------ containment
     def containment(self) -> dict:
         """For every term, the labels of the terms that contain it (lmerTest's ``containment``)."""
+        vars_ = {t.label: {f for f in t.factors if self.codes[t.label][f] == 1} for t in self.terms}
+        nums = {t.label: vars_[t.label] & t.numeric for t in self.terms}
         out = {}
         for t in self.terms:
-            vs = set(t.factors)
+            vs = vars_[t.label]
             out[t.label] = [o.label for o in self.terms
-                            if vs <= set(o.factors) and set(o.factors) - vs and t.numeric == o.numeric]
+                            if vs <= vars_[o.label] and vars_[o.label] - vs and nums[t.label] == nums[o.label]]
         return out
 
     # --------------------------------------------------- the factors' columns
@@ -176,7 +190,6 @@ class TermStructure:
         -------
         X_t : ndarray (n, p_t); keys : list; term_of : list of str (label per column)
         """
-        present = {frozenset(t.factors) for t in self.terms} | {frozenset()}
         blocks, keys, term_of = [], [], []
         if self.intercept:
             blocks.append(np.ones((len(self.frame), 1)))
@@ -192,7 +205,7 @@ class TermStructure:
                     coding[f] = "full"
                     first_factor_done = True
                 else:
-                    coding[f] = "contrast" if frozenset(t.factors) - {f} in present else "full"
+                    coding[f] = "contrast" if self.codes[t.label][f] == 1 else "full"
             M, k = self._term_columns(t, coding)
             blocks.append(M)
             keys += k
@@ -205,6 +218,15 @@ class TermStructure:
 
 
 # ------------------------------------------------------------------ helpers
+def _variable_order(formula) -> dict:
+    """Position of each variable's first appearance in the formula as written (R's ``variables``)."""
+    order: dict = {}
+    for term in formula:
+        for f in term.factors:
+            order.setdefault(str(f), len(order))
+    return order
+
+
 def zapsmall(x: np.ndarray, digits: int = 7) -> np.ndarray:
     """R's ``zapsmall``: round to ``digits`` significant digits of the largest absolute entry."""
     x = np.asarray(x, dtype=float)

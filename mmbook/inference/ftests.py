@@ -211,6 +211,8 @@ def anova_table(fit, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
     ts = fixed_terms(fit)
     hyp = {"1": contrasts_type1, "2": contrasts_type2, "3": contrasts_type3}[key](ts)
     rows = {lab: _f_row(fit, L, ddf, 0.0) for lab, L in hyp.items()}
+    # as lmerTest: terms without a testable hypothesis (all columns aliased) come last, as NaN rows
+    rows = dict(sorted(rows.items(), key=lambda kv: bool(np.isnan(kv[1]["NumDF"]))))
     out = pd.DataFrame.from_dict(rows, orient="index", columns=_F_COLUMNS)
     if len(out):
         out["NumDF"] = out["NumDF"].astype("Int64")

@@ -70,6 +70,11 @@ unbal_inter <- write_and_read("unbal_inter", data.frame(y = y, A = A, B = B, x =
                                                   g = sprintf("g%02d", gi)))
 
 
+# data sets of make_lme4_designs.R, read the same way
+for (nm in c("categorical", "rankdef", "singular", "nested")) {
+  assign(nm, read.csv(file.path(out_dir, paste0(nm, ".csv")), stringsAsFactors = TRUE))
+}
+
 # --- models ---------------------------------------------------------------------------
 specs <- list(
   list(name = "sleep_slope", data = "sleepstudy", formula = "Reaction ~ Days + (Days | Subject)", REML = TRUE),
@@ -82,7 +87,20 @@ specs <- list(
   list(name = "unbal_u2", data = "unbal_inter", formula = "y ~ A * B + A * x + (1 + x | g)", REML = TRUE),
   list(name = "unbal_u2_ML", data = "unbal_inter", formula = "y ~ A * B + A * x + (1 + x | g)", REML = FALSE),
   list(name = "unbal_sum", data = "unbal_inter",
-       formula = "y ~ C(A, contr.sum) * C(B, contr.sum) + x + (1 | g)", REML = TRUE)
+       formula = "y ~ C(A, contr.sum) * C(B, contr.sum) + x + (1 | g)", REML = TRUE),
+  # more shapes of formula: numeric only, no intercept, interactions without their main effects,
+  # a three-way interaction with a covariate, I(), a rank-deficient X, a boundary fit, nesting
+  list(name = "unbal_numeric", data = "unbal_inter", formula = "y ~ x + (x | g)", REML = TRUE),
+  list(name = "unbal_x_in_A", data = "unbal_inter", formula = "y ~ B + x:A + (1 | g)", REML = TRUE),
+  list(name = "unbal_threeway", data = "unbal_inter", formula = "y ~ A * B * x + (1 | g)", REML = TRUE),
+  list(name = "intercept_only", data = "unbal_inter", formula = "y ~ 1 + (1 | g)", REML = TRUE),
+  list(name = "cat_interaction", data = "categorical", formula = "y ~ x * f + (1 | g)", REML = TRUE),
+  list(name = "cat_noint", data = "categorical", formula = "y ~ 0 + f + x + (1 | g)", REML = TRUE),
+  list(name = "cat_poly", data = "categorical", formula = "y ~ x + I(x^2) + (1 | g)", REML = TRUE),
+  list(name = "cat_factor_slope", data = "categorical", formula = "y ~ f + (0 + f | g)", REML = TRUE),
+  list(name = "rankdef", data = "rankdef", formula = "y ~ x + x2 + f * h + (1 | g)", REML = TRUE),
+  list(name = "singular_slope", data = "singular", formula = "y ~ x + (x | g)", REML = TRUE),
+  list(name = "nested", data = "nested", formula = "y ~ x + (1 | a/b)", REML = TRUE)
 )
 
 tab <- function(df) {
@@ -112,9 +130,13 @@ results <- list()
 fits <- list()
 for (s in specs) {
   # bquote puts the formula and the data set's name into the call, so summaries print them
-  m <- eval(bquote(lmer(.(as.formula(s$formula)), data = .(as.name(s$data)), REML = .(s$REML))))
+  warn <- character(0)
+  m <- withCallingHandlers(
+    eval(bquote(lmer(.(as.formula(s$formula)), data = .(as.name(s$data)), REML = .(s$REML)))),
+    warning = function(w) { warn <<- c(warn, conditionMessage(w)); invokeRestart("muffleWarning") },
+    message = function(msg) invokeRestart("muffleMessage"))
   fits[[s$name]] <- m
-  r <- list(name = s$name, data = s$data, formula = s$formula, REML = s$REML,
+  r <- list(name = s$name, data = s$data, formula = s$formula, REML = s$REML, warnings = warn,
             theta = unname(getME(m, "theta")), sigma = sigma(m),
             fixef = unname(fixef(m)), fixef_names = names(fixef(m)),
             vcov = num(vcov(m)),
@@ -122,13 +144,15 @@ for (s in specs) {
             jac = lapply(m@Jac_list, num),
             coef_satterthwaite = tab(summary(m, ddf = "Satterthwaite")$coefficients))
   for (type in c("1", "2", "3")) {
-    r[[paste0("anova_", type, "_satterthwaite")]] <- tab(anova(m, type = type, ddf = "Satterthwaite"))
+    r[[paste0("anova_", type, "_satterthwaite")]] <- tab(suppressMessages(
+      anova(m, type = type, ddf = "Satterthwaite")))
   }
   if (s$REML) {
     r$coef_kenward_roger <- tab(summary(m, ddf = "Kenward-Roger")$coefficients)
     r$vcov_adj <- num(as.matrix(vcovAdj(m)))
     for (type in c("1", "2", "3")) {
-      r[[paste0("anova_", type, "_kenward_roger")]] <- tab(anova(m, type = type, ddf = "Kenward-Roger"))
+      r[[paste0("anova_", type, "_kenward_roger")]] <- tab(suppressMessages(
+        anova(m, type = type, ddf = "Kenward-Roger")))
     }
   } else {
     r$kenward_roger_error <- tryCatch({summary(m, ddf = "Kenward-Roger"); ""},
