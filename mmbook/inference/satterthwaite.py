@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from . import numderiv
+from .numderiv import hessian, jacobian
 
 __all__ = ["VarparFunctions", "SatterthwaiteSetup", "satterthwaite_setup", "satterthwaite_1d",
            "satterthwaite_md", "fstat_ddf"]
@@ -196,8 +196,8 @@ def satterthwaite_setup(fit=None, *, pls=None, REML=None, varpar=None, vcov_beta
         vcov_beta = fit.vcov.to_numpy() if fit is not None else funs.covbeta(varpar)
     if beta is None:
         beta = fit.beta if fit is not None else pls.solve(varpar[:-1]).beta
-    H = numderiv.hessian(funs.deviance, varpar)
-    jac = numderiv.jacobian(funs.covbeta, varpar)
+    H = hessian(funs.deviance, varpar)
+    jac = jacobian(funs.covbeta, varpar)
     setup = SatterthwaiteSetup(varpar=varpar, beta=np.asarray(beta, dtype=float), sigma=float(varpar[-1]),
                                vcov_beta=np.asarray(vcov_beta, dtype=float), hessian=H,
                                vcov_varpar=_hessian_inverse(H), jac=jac)
