@@ -38,6 +38,7 @@ nbval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.ddf
 
 clean:
 	rm -rf _build .pytest_cache
