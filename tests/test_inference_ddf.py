@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import mmbook
 from mmbook.inference import anova_table, coef_table, contest
@@ -176,6 +177,18 @@ def test_anova_kenward_roger_at_lme4_optimum(name, type_):
     assert_table(tab, MODELS[name][f"anova_{type_}_kenward_roger"], F_COLS, rtol=1e-6, p_rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_anova_lme4_table_at_lme4_optimum(name):
+    """ddf="lme4": lme4's one-model anova (sequential sums of squares from R_X' beta, no df)."""
+    ref = MODELS[name]["anova_lme4"]
+    tab = anova_table(at_r(name), ddf="lme4")
+    cols = ["npar", "Sum Sq", "Mean Sq", "F value"]
+    assert list(tab.columns) == cols
+    assert list(tab.index) == [str(x) for x in np.atleast_1d(ref["rownames"])]
+    if len(tab):
+        assert_table(tab, ref, cols, rtol=1e-6)
+
+
 def test_anova_row_names_are_r_term_labels():
     """Terms in R's order and with R's labels, including sum-coded factors and their interaction."""
     for name in ["unbal_u2", "unbal_sum", "splitplot"]:
@@ -263,6 +276,26 @@ def test_split_plot_df_are_the_strata_df():
         np.testing.assert_allclose(a.loc[["B", "A:B"], "DenDF"], 36.0, atol=1e-4)
 
 
+def test_cluster_level_treatment_has_m_minus_2_df():
+    """Equal clusters, half of them treated: the treatment test is the two-sample t test of the
+    cluster means, on m - 2 df. Kenward-Roger reaches it through pbkrtest's division by zero
+    (V2 = 0, rho = inf, df = 4 + 3 / inf: R's arithmetic gives 4, as here)."""
+    rng = np.random.default_rng(5)
+    m, k = 6, 4
+    g = np.repeat(np.arange(m), k)
+    d = pd.DataFrame({"y": rng.normal(size=m)[g] + rng.normal(size=m * k), "treated": (np.arange(m) % 2)[g],
+                      "g": [f"c{j}" for j in g]})
+    fit = mmbook.lmer("y ~ treated + (1 | g)", d)
+    assert not fit.is_singular
+    means = d.groupby("g")["y"].mean().to_numpy()
+    two_sample = stats.ttest_ind(means[1::2], means[0::2])
+    for ddf in ["Satterthwaite", "Kenward-Roger"]:
+        row = coef_table(fit, ddf=ddf).loc["treated"]
+        assert row["df"] == pytest.approx(m - 2, abs=1e-6)
+        assert row["t value"] == pytest.approx(two_sample.statistic, rel=1e-6)
+        assert row["Pr(>|t|)"] == pytest.approx(two_sample.pvalue, rel=1e-5)
+
+
 def test_lme4_table():
     fit = fit_of("sleep_slope")
     tab = coef_table(fit, ddf="lme4")
@@ -292,6 +325,11 @@ def test_kenward_roger_size_limit(monkeypatch):
 
 def test_bad_arguments():
     fit = fit_of("sleep_int")
+    ols = mmbook.lm("Reaction ~ Days", mmbook.load_sleepstudy())
+    for call in (lambda: coef_table(ols), lambda: anova_table(ols), lambda: contest(ols, [0, 1]),
+                 lambda: mmbook.emmeans(ols, "Days"), lambda: mmbook.r2(ols), lambda: mmbook.icc(ols)):
+        with pytest.raises(TypeError, match="fitted by mmbook.lmer"):
+            call()
     with pytest.raises(ValueError, match="ddf must be one of"):
         coef_table(fit, ddf="containment")
     with pytest.raises(ValueError, match="type must be 1, 2 or 3"):

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from ..engine.design import model_matrix
+from .ftests import check_fit
 from .kenward_roger import kr_setup, lb_ddf
 from .satterthwaite import satterthwaite_1d, satterthwaite_setup
 
@@ -241,6 +242,7 @@ def emmeans(fit, specs, ddf: str | None = None, level: float = 0.95) -> EMMeans:
         The fixed-effects matrix was rank deficient (columns were dropped:
         some means would not be estimable); bad ``ddf`` or ``level``.
     """
+    check_fit(fit)
     specs = [specs] if isinstance(specs, str) else list(specs)
     ddf = _default_ddf(fit) if ddf is None else _check_ddf(ddf)
     _check_level(level)

@@ -22,15 +22,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..engine.fit import LmerFit
 from .contrasts import contrasts_type1, contrasts_type2, contrasts_type3, fixed_terms, ginv
 from .kenward_roger import kr_adjust, kr_setup, lb_ddf
 from .satterthwaite import satterthwaite_1d, satterthwaite_md, satterthwaite_setup
 
-__all__ = ["coef_table", "anova_table", "contest", "check_ddf", "contrast_matrix"]
+__all__ = ["coef_table", "anova_table", "contest", "check_ddf", "check_fit", "contrast_matrix"]
 
 _DDF = {"satterthwaite": "Satterthwaite", "kenward-roger": "Kenward-Roger", "kenwardroger": "Kenward-Roger",
         "kr": "Kenward-Roger", "lme4": "lme4"}
 _F_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
+
+
+def check_fit(fit) -> None:
+    """Raise TypeError unless ``fit`` is a linear mixed model fitted by :func:`mmbook.lmer`."""
+    if not isinstance(fit, LmerFit):
+        raise TypeError(f"expected a linear mixed model fitted by mmbook.lmer (an LmerFit), got {type(fit).__name__}")
 
 
 def check_ddf(ddf, allow_lme4: bool = True) -> str:
@@ -116,6 +123,7 @@ def coef_table(fit, ddf: str = "Satterthwaite") -> pd.DataFrame:
     ValueError
         Unknown ``ddf``; Kenward-Roger for an ML fit or a fit too large for it.
     """
+    check_fit(fit)
     ddf = check_ddf(ddf)
     names = list(fit.fixef.index)
     se = fit.stderror.to_numpy()
@@ -202,6 +210,7 @@ def anova_table(fit, type=3, ddf: str = "Satterthwaite") -> pd.DataFrame:
     ValueError
         Unknown ``type`` or ``ddf``; Kenward-Roger for an ML fit.
     """
+    check_fit(fit)
     key = _TYPES.get(str(type).strip().lower())
     if key is None:
         raise ValueError(f"type must be 1, 2 or 3 (or 'I', 'II', 'III'); got {type!r}")
@@ -255,6 +264,7 @@ def contest(fit, L, rhs=0.0, joint: bool = True, confint: bool = True, level: fl
     ValueError
         Malformed ``L`` or ``rhs``, a ``level`` outside (0, 1), unknown ``ddf``.
     """
+    check_fit(fit)
     ddf = check_ddf(ddf, allow_lme4=False)
     index = list(L.index) if isinstance(L, pd.DataFrame) else None
     L = contrast_matrix(fit, L)

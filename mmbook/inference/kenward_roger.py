@@ -219,7 +219,18 @@ def _A1_A2(setup: KRSetup, Theta: np.ndarray):
 
 
 def _ddf(A1: float, A2: float, q: int):
-    """pbkrtest's moment-matching: the denominator df and the scale of the F statistic."""
+    """pbkrtest's moment-matching: the denominator df and the scale of the F statistic.
+
+    Divisions by zero follow R's (IEEE) arithmetic, as in pbkrtest: in a
+    balanced design ``V2`` can be exactly 0, ``rho`` infinite, and the df
+    ``4 + (q + 2) / inf = 4`` (the exact ``m - 2`` of a cluster-level
+    two-group comparison with 6 clusters, for instance).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _ddf_ieee(np.float64(A1), np.float64(A2), q)
+
+
+def _ddf_ieee(A1, A2, q: int):
     B = (A1 + 6.0 * A2) / (2.0 * q)
     g = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
     den = 3 * q + 2 * (1 - g)
@@ -233,7 +244,7 @@ def _ddf(A1: float, A2: float, q: int):
     rho = ratio ** 2 * V0 / V2 / q
     df2 = 4 + (q + 2) / (q * rho - 1)
     scaling = 1.0 if abs(df2 - 2) < 0.01 else df2 * (1 - A2 / q) / (df2 - 2)
-    return df2, scaling
+    return float(df2), float(scaling)
 
 
 def lb_ddf(setup: KRSetup, L) -> float:

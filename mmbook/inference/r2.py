@@ -37,6 +37,8 @@ import warnings
 
 import numpy as np
 
+from .ftests import check_fit
+
 __all__ = ["variance_components", "r2", "icc"]
 
 #: performance's ``tolerance``: a fit with a diagonal ``theta`` below it is singular.
@@ -45,6 +47,7 @@ SINGULAR_TOL = 1e-5
 
 def variance_components(fit) -> dict:
     """``{"fixed": sigma_f^2, "random": sigma_r^2, "residual": sigma_e^2}`` (insight's ``get_variance``)."""
+    check_fit(fit)
     eta = fit.X @ fit.beta
     var_fixed = float(np.var(eta, ddof=1)) if len(eta) > 1 else 0.0
     var_random = 0.0

@@ -226,7 +226,8 @@ def satterthwaite_1d(setup: SatterthwaiteSetup, L) -> tuple[float, float, float]
     var_con = _qform(L, setup.vcov_beta)
     grad = np.einsum("a,abk,b->k", L, setup.jac, L)
     denom = _qform(grad, setup.vcov_varpar)
-    ddf = 2.0 * var_con ** 2 / denom if denom > 0 else np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):  # R's arithmetic: a zero gradient gives inf
+        ddf = np.float64(2.0 * var_con ** 2) / np.float64(denom)
     return float(L @ setup.beta), var_con, float(ddf)
 
 
@@ -243,8 +244,9 @@ def fstat_ddf(nu: np.ndarray, tol: float = 1e-8) -> float:
         return float(nu.mean())
     if np.any(nu <= 2):
         return 2.0
-    E = float(np.sum(nu / (nu - 2.0)))
-    return 2.0 * E / (E - nu.size)
+    E = np.sum(nu / (nu - 2.0))
+    with np.errstate(divide="ignore", invalid="ignore"):  # R's arithmetic: E == q gives inf
+        return float(2.0 * E / (E - nu.size))
 
 
 def satterthwaite_md(setup: SatterthwaiteSetup, L, rhs=0.0, eps: float = np.sqrt(np.finfo(float).eps)):

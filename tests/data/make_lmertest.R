@@ -143,6 +143,7 @@ for (s in specs) {
             vcov_varpar = num(m@vcov_varpar),
             jac = lapply(m@Jac_list, num),
             coef_satterthwaite = tab(summary(m, ddf = "Satterthwaite")$coefficients))
+  r$anova_lme4 <- tab(anova(as(m, "lmerMod")))   # lme4's one-model table, lmerTest's ddf = "lme4"
   for (type in c("1", "2", "3")) {
     r[[paste0("anova_", type, "_satterthwaite")]] <- tab(suppressMessages(
       anova(m, type = type, ddf = "Satterthwaite")))
