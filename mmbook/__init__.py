@@ -9,6 +9,9 @@ The package behind the book *Thinking about mixed models*:
 * :mod:`mmbook.forms` - the forms of the model that the book writes out
   (pooling, ICC, the marginal model, Henderson's equations, panel
   estimators, the Bayesian sampler);
+* :mod:`mmbook.inference` - small-sample inference outside the engine, as
+  lmerTest, pbkrtest, emmeans and performance do it (Satterthwaite and
+  Kenward-Roger df, F tests, marginal means, R²);
 * :mod:`mmbook.rcompat` - R compatibility for the book's simulations and
   ``lm`` (R's random numbers, ``summary.lm``);
 * :mod:`mmbook.rprint` - R's printing rules, used by every summary;
@@ -55,6 +58,12 @@ _EXPORTS = {
     "CrossCheck": "mmbook.crosscheck",
     "RRandom": "mmbook.rcompat.rng",
     "gibbs_lmm": "mmbook.forms.bayes",
+    "coef_table": "mmbook.inference.ftests",
+    "anova_table": "mmbook.inference.ftests",
+    "contest": "mmbook.inference.ftests",
+    "emmeans": "mmbook.inference.emmeans",
+    "r2": "mmbook.inference.r2",
+    "icc": "mmbook.inference.r2",
 }
 
 # subpackages available as attributes (``mmbook.datasets.load(...)``), imported on first use
