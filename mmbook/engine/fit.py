@@ -22,6 +22,7 @@ import pandas as pd
 
 from .control import LmerControl
 from .design import ModelFrame
+from .extensions import extension
 from .intervals import confint
 from .lrt import anova, drop1
 from .matrices import ModelMatrices
@@ -188,10 +189,30 @@ class LmerFit(ModelMatrices):
         """Residual degrees of freedom, ``nobs - npar`` (lme4's ``df.residual``)."""
         return self.nobs - self.npar
 
-    def coef_table(self) -> pd.DataFrame:
-        """lme4's ``coef(summary(fit))``: ``Estimate``, ``Std. Error`` and ``t value`` of the fixed effects."""
+    def coef_table(self, ddf: str = "lme4") -> pd.DataFrame:
+        """The fixed effects' coefficient table.
+
+        ``ddf="lme4"`` (the default): lme4's ``coef(summary(fit))``, with
+        ``Estimate``, ``Std. Error`` and ``t value``. ``ddf="Satterthwaite"``
+        or ``"Kenward-Roger"``: lmerTest's ``summary(fit, ddf = ...)`` table,
+        with ``df`` and ``Pr(>|t|)`` (:func:`mmbook.inference.coef_table`).
+        """
+        if ddf != "lme4":
+            return extension("coef_table")(self, ddf=ddf)
         est, se = self.fixef.to_numpy(), self.stderror.to_numpy()
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se}, index=self.fixef.index)
+
+    def contest(self, L, rhs=0.0, joint: bool = True, ddf: str = "Satterthwaite", **kwargs) -> pd.DataFrame:
+        """Test ``L beta = rhs`` (lmerTest's ``contest``); see :func:`mmbook.inference.contest`."""
+        return extension("contest")(self, L, rhs=rhs, joint=joint, ddf=ddf, **kwargs)
+
+    def emmeans(self, specs, ddf: str | None = None, level: float = 0.95):
+        """Estimated marginal means (emmeans' ``emmeans``); see :func:`mmbook.inference.emmeans`."""
+        return extension("emmeans")(self, specs, ddf=ddf, level=level)
+
+    def r2(self) -> dict:
+        """Nakagawa & Schielzeth's marginal and conditional R²; see :func:`mmbook.inference.r2`."""
+        return extension("r2")(self)
 
     # ------------------------------------------------------- group labels
     @property
@@ -454,9 +475,19 @@ class LmerFit(ModelMatrices):
         """The model fitted again with changes (lme4's ``update``); see :func:`mmbook.engine.update.update`."""
         return update(self, formula, data=data, REML=REML, **kwargs)
 
-    def anova(self) -> pd.DataFrame:
-        """lme4's ``anova(fit)``: the sequential F table of the fixed-effects terms; see :func:`mmbook.engine.lrt.anova`."""
-        return anova(self)
+    def anova(self, type=None, ddf: str | None = None) -> pd.DataFrame:
+        """F tests of the fixed-effects terms.
+
+        With no arguments, lme4's ``anova(fit)``: the sequential F table
+        without denominator df (:func:`mmbook.engine.lrt.anova`). With
+        ``type`` (1, 2, 3) or ``ddf`` ("Satterthwaite", "Kenward-Roger"):
+        lmerTest's ``anova(fit, type, ddf)`` with DenDF and Pr(>F)
+        (:func:`mmbook.inference.anova_table`; defaults type 3, Satterthwaite).
+        """
+        if type is None and ddf in (None, "lme4"):
+            return anova(self)
+        return extension("anova_table")(self, type=3 if type is None else type,
+                                        ddf="Satterthwaite" if ddf is None else ddf)
 
     def drop1(self, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
         """Each fixed-effects term dropped in turn (lme4's ``drop1``); see :func:`mmbook.engine.lrt.drop1`."""

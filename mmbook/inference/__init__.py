@@ -23,4 +23,11 @@ from .emmeans import EMMeans, emmeans  # noqa: E402
 from .ftests import anova_table, coef_table, contest  # noqa: E402
 from .r2 import icc, r2  # noqa: E402
 
+from ..engine.extensions import register  # noqa: E402
+
 __all__ = ["coef_table", "anova_table", "contest", "emmeans", "EMMeans", "r2", "icc"]
+
+# the fit's methods coef_table(ddf=...), anova(type=..., ddf=...), contest, emmeans, r2 (mmbook.engine.extensions)
+for _name, _function in (("coef_table", coef_table), ("anova_table", anova_table), ("contest", contest),
+                         ("emmeans", emmeans), ("r2", r2)):
+    register(_name, _function)

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..engine.design import NumericSpec, drop_rank_deficient, r_column_name
+from ..engine.design import drop_rank_deficient, r_column_name
+from ..engine.modelmatrix import NumericSpec
 
 __all__ = ["FixedTerm", "fixed_terms", "contrasts_type1", "contrasts_type2", "contrasts_type3",
            "doolittle", "zapsmall", "ginv"]
@@ -97,9 +98,14 @@ class TermStructure:
         else:
             import formulaic
 
-            state = spec.encoder_state
+            inner = getattr(spec, "spec", spec)  # a MatrixSpec wraps formulaic's ModelSpec, with R's names
+            rname = {}
+            if inner is not spec:
+                flat = [c for st in inner.structure for c in st.columns]
+                rname = dict(zip(flat, spec.column_names))
+            state = inner.encoder_state
             order = _variable_order(formulaic.Formula(fit.mf.formula.fixed, _ordering="none"))
-            for st in spec.structure:
+            for st in inner.structure:
                 factors = tuple(str(f) for f in st.term.factors)
                 if factors == ("1",) or not factors:
                     self.intercept = True
@@ -107,7 +113,8 @@ class TermStructure:
                 factors = tuple(sorted(factors, key=lambda f: order.get(f, len(order))))
                 numeric = frozenset(f for f in factors
                                     if f in state and str(state[f][0].value) == "numerical")
-                cols = np.array([pos[r_column_name(c)] for c in st.columns if r_column_name(c) in pos], dtype=int)
+                names = [rname.get(c, r_column_name(c)) for c in st.columns]
+                cols = np.array([pos[nm] for nm in names if nm in pos], dtype=int)
                 terms.append(FixedTerm(r_column_name(":".join(factors)), factors, numeric, cols))
         self.terms = terms
         self.by_label = {t.label: t for t in terms}

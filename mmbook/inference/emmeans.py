@@ -72,7 +72,7 @@ def _variables(fit) -> tuple[dict, dict]:
     variables = sorted(formulaic.Formula(fit.mf.formula.fixed).required_variables, key=str)
     variables = [str(v) for v in variables if str(v) in frame.columns]
     as_factor = set()
-    state = getattr(spec, "encoder_state", {}) or {}
+    state = getattr(getattr(spec, "spec", spec), "encoder_state", {}) or {}
     for expr, (kind, _) in state.items():
         if str(getattr(kind, "value", "")) == "categorical":
             as_factor |= {str(v) for v in formulaic.Formula(expr).required_variables}
