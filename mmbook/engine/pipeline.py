@@ -46,7 +46,8 @@ __all__ = ["lmer", "build_model_frame"]
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
-         start: np.ndarray | None = None) -> LmerFit:
+         start: np.ndarray | None = None, weights=None, offset=None, contrasts: dict | None = None,
+         na_action: str = "omit") -> LmerFit:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Parameters
@@ -65,6 +66,26 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         Starting ``theta``. Default: a moment estimate for random-intercept
         terms (:meth:`mmbook.engine.pls.PLS.moment_start`) and lme4's start
         (1 on the diagonal of ``T``, 0 below it) for the others.
+    weights : str or array_like, optional
+        Prior weights ``w_i`` (a column name or expression, or one number per
+        row of ``data``): observation ``i`` has residual variance
+        ``sigma^2 / w_i``. They enter the criterion as lme4's do
+        (``- sum(log w_i)``); a weight of 0 removes the observation's
+        influence (the fit equals the fit without it; lme4 1.1-31 returns an
+        infinite criterion instead), a negative weight is an error.
+    offset : str or array_like, optional
+        A known part of the linear predictor (a column name or expression,
+        or one number per row), added to the formula's ``offset(x)`` terms;
+        fitted values and predictions include it.
+    contrasts : dict, optional
+        Coding of factors in the fixed part, e.g. ``{"f": "contr.sum"}``,
+        ``{"f": mmbook.contr.treatment(base="b")}`` or a coding matrix;
+        coefficients get R's names (``f1``, ``f2`` for ``contr.sum``). Ordered
+        factors default to ``contr.poly`` (``f.L``, ``f.Q``), as in R.
+    na_action : {"omit", "exclude"}
+        Rows with missing values are removed (with a warning); with
+        ``"exclude"`` (R's ``na.exclude``) fitted values, residuals and
+        ``predict()`` are padded with NaN at those rows, indexed like ``data``.
 
     Returns
     -------
@@ -90,15 +111,19 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         fit.call = call
         return fit
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
+                               na_action=na_action)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, **frame_args) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
+
+    ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
+    go to :func:`mmbook.engine.design.model_frame`.
 
     Raises
     ------
@@ -109,4 +134,4 @@ def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> 
     if not f.random:
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          "or use mmbook.lm for a model without random effects")
-    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1)
+    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1, **frame_args)
