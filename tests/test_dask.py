@@ -132,3 +132,21 @@ def test_clear_errors():
     from mmbook.engine.design import model_frame
     with pytest.raises(TypeError, match="only by mmbook.lmer"):
         model_frame("y ~ x + (1 | g)", ddf)
+
+
+def test_factor_of_a_number_and_a_categorical_column():
+    d = data(seed=7)
+    d["f"] = pd.Categorical(d["f"], categories=["lo", "mid", "hi"])  # its own level order, as R's factor
+    d["k"] = d["s"] % 4
+    a = mmbook.lmer("y ~ x + f + factor(k) + (1 | g)", d)
+    b = mmbook.lmer("y ~ x + f + factor(k) + (1 | g)", dd.from_pandas(d, npartitions=4))
+    compare(a, b)
+    assert "fmid" in b.fixef.index
+
+
+def test_transformations_that_learn_from_all_rows_are_refused():
+    ddf = dd.from_pandas(data(seed=8), npartitions=2)
+    with pytest.raises(NotImplementedError, match="scale"):
+        mmbook.lmer("y ~ scale(x) + (1 | g)", ddf)
+    with pytest.raises(NotImplementedError, match="weights"):
+        mmbook.lmer("y ~ x + (1 | g)", ddf, weights="x")

@@ -24,7 +24,8 @@ Dask Series, computed when asked for.
 Which models: Gaussian ``lmer`` (REML or ML) with single-column grouping
 factors. An interaction or nested grouping factor (``(1 | a:b)``,
 ``(1 | a/b)``) needs a column made first (``ddf["ab"] = ddf.a + ":" + ddf.b``);
-prior weights and offsets are not supported here. A GLMM (``glmer``) cannot
+prior weights, offsets and contrasts other than R's defaults are not
+supported here. A GLMM (``glmer``) cannot
 take this path at all: each of its PIRLS iterations reweights the rows, so
 it would read the data again at every step; it needs a pandas frame (a clear
 ``TypeError`` says so).
@@ -50,7 +51,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .design import ModelFrame, RandomTerm, drop_rank_deficient, factor_codes, model_frame, model_matrix
+from .design import ModelFrame, RandomTerm, drop_rank_deficient, factor_codes, model_frame
+from .modelmatrix import model_matrix
+from .newdata import newdata_fixed
 from .fit import LmerFit
 from .formula import parse_formula
 from .pls import PLS, CrossProducts, cross_products
@@ -88,7 +91,8 @@ class _Plan:
 
     formula: str
     needed: list
-    cast: dict  # column -> CategoricalDtype with the global categories (fixed-effect factors)
+    template: object  # a ModelFrame of a few rows holding every level: its specs build X and z for any rows
+    term_specs: list  # per random term (formula order): the spec of its columns
     group_index: dict  # grouping column -> pd.Index of its values
     group_code: dict  # grouping column -> level code of each value in group_index
     nlevels: dict  # grouping column -> number of levels
@@ -120,21 +124,30 @@ def _partition_design(part: pd.DataFrame, plan: _Plan):
     sub = _complete(part, plan.needed)
     if len(sub) == 0:
         return None
-    sub = sub.astype(plan.cast) if plan.cast else sub
     f = parse_formula(plan.formula)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mf = model_frame(f, sub, random=False, drop_rank=False)
+    X = _fixed_matrix(sub, plan)
+    y = _response(sub, f)
     terms = []
-    for bar in f.random:
+    for bar, spec in zip(f.random, plan.term_specs):
         g = bar.group_vars[0]
-        pos = plan.group_index[g].get_indexer(mf.frame[g])
+        pos = plan.group_index[g].get_indexer(sub[g])
         if np.any(pos < 0):
             raise ValueError(f"grouping factor {g!r} has values that were not seen when its levels were found")
-        z, cnames = model_matrix(bar.expr, mf.frame, f"random-effects model matrix of ({bar.text})")
+        z, cnames = model_matrix(spec, sub, f"random-effects model matrix of ({bar.text})")
         terms.append(RandomTerm(bar=bar, group=g, refs=plan.group_code[g][pos], levels=range(plan.nlevels[g]),
                                 z=z, cnames=cnames))
-    return mf, [terms[i] for i in plan.order]
+    return X, y, [terms[i] for i in plan.order]
+
+
+def _fixed_matrix(sub, plan):
+    X, _ = newdata_fixed(plan.template, sub)
+    return X if plan.keep_cols is None else X[:, plan.keep_cols]
+
+
+def _response(sub, f):
+    if f.response in sub.columns:
+        return sub[f.response].to_numpy(dtype=float)
+    return model_matrix(f"0 + {f.response}", sub, "response")[0][:, 0]
 
 
 def _cross_products_partition(part: pd.DataFrame, plan: _Plan):
@@ -142,10 +155,10 @@ def _cross_products_partition(part: pd.DataFrame, plan: _Plan):
     d = _partition_design(part, plan)
     if d is None:
         return None
-    mf, terms = d
-    cp = cross_products(terms, mf.X, mf.y)
-    return {"cp": cp, "n": mf.n, "xnames": list(mf.xnames), "cnames": [t.cnames for t in terms],
-            "icpt": [bool(np.all(t.z[:, 0] == 1.0)) for t in terms], "ysum": float(mf.y.sum())}
+    X, y, terms = d
+    cp = cross_products(terms, X, y)
+    return {"cp": cp, "n": len(y), "xnames": list(plan.template.xnames), "cnames": [t.cnames for t in terms],
+            "icpt": [bool(np.all(t.z[:, 0] == 1.0)) for t in terms], "ysum": float(y.sum())}
 
 
 def _merge_cross_products(a, b):
@@ -221,6 +234,9 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
                 f"the Dask path takes grouping factors that are single columns; ({bar.text}) groups by "
                 f"{bar.group!r}: add that column first, e.g. ddf['ab'] = ddf['a'].astype(str) + ':' + "
                 "ddf['b'].astype(str), and group by it")
+    if re.search(r"(?<![\w.])(scale|poly|bs)\s*\(", formula):
+        raise NotImplementedError("scale(), poly() and bs() learn their transformation from all the rows; on a "
+                                  "Dask DataFrame compute the transformed column first and use it in the formula")
     # the columns model_frame uses, and its checks (names, the response's type), on the first rows
     head = ddf.head(500, npartitions=min(ddf.npartitions, 4))
     head_full = head if len(head) else ddf._meta
@@ -235,7 +251,8 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
     dtypes = ddf.dtypes
     other_text = f.fixed + " " + " ".join(b.expr for b in f.random)
     factor_cols = [c for c in needed if c != f.response and (
-        c in group_vars or not pd.api.types.is_numeric_dtype(dtypes[c]) or pd.api.types.is_bool_dtype(dtypes[c]))]
+        c in group_vars or not pd.api.types.is_numeric_dtype(dtypes[c]) or pd.api.types.is_bool_dtype(dtypes[c])
+        or re.search(r"(factor|ordered)\s*\(\s*" + re.escape(str(c)) + r"\s*\)", formula))]
 
     # pass 1: levels
     parts = ddf.to_delayed()
@@ -245,32 +262,33 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
         raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
     n_dropped = found["n_all"] - found["n"]
 
-    cast, group_index, group_code, nlevels, levels = {}, {}, {}, {}, {}
+    group_index, group_code, nlevels, levels, ordered_values = {}, {}, {}, {}, {}
     for c in factor_cols:
         values = pd.Series(found["values"][c])
         dt = dtypes[c]
-        if isinstance(dt, pd.CategoricalDtype) and dt.categories is not None and \
-                not _unknown_categories(dt):
-            values = values.astype(dt)
-        elif pd.api.types.is_numeric_dtype(dt):
+        if (isinstance(dt, pd.CategoricalDtype) and not _unknown_categories(dt)) or \
+                pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
             values = values.astype(dt)
         codes, labels = factor_codes(pd.DataFrame({c: values}), c)
+        ordered_values[c] = values.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
         if c in group_vars:
-            group_index[c] = pd.Index(np.asarray(values, dtype=object) if values.dtype == object else values.to_numpy())
+            group_index[c] = pd.Index(values.to_numpy())
             group_code[c] = codes
             nlevels[c] = len(labels)
             levels[c] = labels
-        if c not in group_vars or _mentions(other_text, c):
-            ordered = values.to_numpy()[np.argsort(codes, kind="stable")]
-            cats = dt.categories if isinstance(dt, pd.CategoricalDtype) and not _unknown_categories(dt) else ordered
-            if not pd.api.types.is_numeric_dtype(dt) or isinstance(dt, pd.CategoricalDtype):
-                cast[c] = pd.CategoricalDtype(cats, ordered=getattr(dt, "ordered", False))
+    template = _template_frame(head_full, needed, ordered_values, [c for c in factor_cols if
+                                                                  c not in group_vars or _mentions(other_text, c)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmf = model_frame(f, template, random=False, drop_rank=False)
+    term_specs = [model_matrix(b.expr, tmf.frame, f"random-effects model matrix of ({b.text})", with_spec=True)[2]
+                  for b in f.random]
     nl = np.array([nlevels[b.group_vars[0]] for b in f.random])
     order = list(range(len(f.random)))
     if len(order) > 1 and np.any(np.diff(nl) > 0):
         order = [int(i) for i in np.argsort(nl, kind="stable")[::-1]]
-    plan = _Plan(formula=formula, needed=needed, cast=cast, group_index=group_index, group_code=group_code,
-                 nlevels=nlevels, order=order)
+    plan = _Plan(formula=formula, needed=needed, template=tmf, term_specs=term_specs, group_index=group_index,
+                 group_code=group_code, nlevels=nlevels, order=order)
 
     # pass 2: cross-products
     plan_d = dask.delayed(plan, name=f"mmbook-plan-{uuid.uuid4().hex}")
@@ -313,6 +331,27 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
                     stacklevel=4)
     fit.plan = plan
     return fit
+
+
+def _template_frame(head, needed, ordered_values, factor_cols):
+    """A few rows in which every level of every factor occurs: the model matrices' specs learn the levels.
+
+    Numeric columns take the first rows' values (only the columns' classes matter to the specs);
+    grouping-only columns repeat one level.
+    """
+    m = max([2] + [len(ordered_values[c]) for c in factor_cols])
+    complete = head[needed].dropna()
+    cols = {}
+    for c in needed:
+        if c in factor_cols:
+            vals = ordered_values[c]
+            cols[c] = pd.Series(np.resize(np.arange(len(vals)), m)).map(vals).astype(vals.dtype)
+        elif c in ordered_values:
+            cols[c] = pd.Series([ordered_values[c].iloc[0]] * m).astype(ordered_values[c].dtype)
+        else:
+            base = complete[c].to_numpy() if len(complete) else np.zeros(1)
+            cols[c] = pd.Series(np.resize(base, m) if len(base) else np.zeros(m)).astype(head[c].dtype)
+    return pd.DataFrame(cols)
 
 
 def _unknown_categories(dt) -> bool:
@@ -437,11 +476,8 @@ def _predict_partition(part: pd.DataFrame, plan: _Plan, beta, b, terms_use, allo
     out_index = sub.index
     if len(sub) == 0:
         return pd.Series(np.zeros(0), index=out_index, name=what)
-    sub = sub.astype({c: d for c, d in plan.cast.items() if c in sub.columns})
     f = parse_formula(plan.formula)
-    X, _ = model_matrix(f.fixed, sub, "fixed-effects model matrix")
-    if plan.keep_cols is not None:
-        X = X[:, plan.keep_cols]
+    X = _fixed_matrix(sub, plan)
     eta = X @ beta
     if terms_use:
         for j, bar in enumerate(f.random):
@@ -452,13 +488,12 @@ def _predict_partition(part: pd.DataFrame, plan: _Plan, beta, b, terms_use, allo
                 raise ValueError(f"new levels of grouping factor {g!r} in the data to predict for; "
                                  "use allow_new_levels=True to give them random effects of zero")
             codes = np.where(new, 0, plan.group_code[g][np.maximum(pos, 0)])
-            z, _ = model_matrix(bar.expr, sub, f"random-effects model matrix of ({bar.text})")
+            z, _ = model_matrix(plan.term_specs[j], sub, f"random-effects model matrix of ({bar.text})")
             bk = b[plan.order.index(j)]  # (nlevels, q)
             contrib = np.einsum("nq,nq->n", z, bk[codes])
             eta = eta + np.where(new, 0.0, contrib)
     if what == "residuals":
-        y = parse_formula(plan.formula).response
-        return pd.Series(sub[y].to_numpy(dtype=float) - eta, index=out_index, name=what)
+        return pd.Series(_response(sub, f) - eta, index=out_index, name=what)
     return pd.Series(eta, index=out_index, name=what)
 
 

@@ -106,6 +106,9 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     if is_dask_dataframe(data):
+        if weights is not None or offset is not None or contrasts is not None or na_action != "omit":
+            raise NotImplementedError("lmer on a Dask DataFrame takes no weights, offset, contrasts or "
+                                      "na_action (the defaults: unit weights, R's contrasts, na.omit)")
         with blas_threads(control.blas_threads):
             fit = lmer_dask(formula, data, REML=REML, control=control, start=start)
         fit.call = call
