@@ -95,3 +95,12 @@ def test_fit_ends_where_the_gradient_vanishes():
     f, g = fit.pls.objective_gradient(fit.theta)
     assert np.max(np.abs(g)) < 1e-8
     assert f == pytest.approx(fit.objective, abs=1e-9)
+
+
+def test_optimizer_uses_the_analytic_gradient_where_it_pays():
+    """One term: always; crossed terms: from three parameters on (two cost as much as forward differences)."""
+    d = crossed_data()
+    assert PLS(model_frame("y ~ x + (x | g)", d)).analytic_gradient_pays()
+    assert PLS(model_frame("y ~ x + (1 | g)", d)).analytic_gradient_pays()
+    assert not PLS(model_frame("y ~ x + (1 | g) + (1 | h)", d)).analytic_gradient_pays()
+    assert PLS(model_frame("y ~ x + (x | g) + (1 | h)", d)).analytic_gradient_pays()

@@ -127,6 +127,21 @@ def _gram_of_columns(C: np.ndarray) -> np.ndarray:
     return G
 
 
+def _forward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """``L^{-1} B`` for lower triangular ``L``: row by row when ``L`` is small and ``B`` wide
+    (LAPACK's TRSM copies a wide ``B`` to column-major order first), else LAPACK."""
+    n = L.shape[0]
+    if n > 16:
+        return sla.solve_triangular(L, B, lower=True, check_finite=False)
+    Y = np.empty_like(B)
+    for i in range(n):
+        acc = B[i].copy()
+        for j in range(i):
+            acc -= L[i, j] * Y[j]
+        Y[i] = acc / L[i, i]
+    return Y
+
+
 def _level_sums_of_V(pls, theta, F):
     """``sum_l V_{kl,kl}`` for every term (a list of q_k x q_k arrays), or None (too large)."""
     p, Qr, q1, m1 = pls.p, pls.Qr, pls.q1, pls.m1
@@ -187,7 +202,7 @@ def _level_sums_of_V(pls, theta, F):
             sums.append(B + np.tril(B, -1).T if t.q > 1 else B)
             off += w
         return sums
-    Y = sla.solve_triangular(L22, J.reshape(n2, q1 * m1), lower=True, check_finite=False)
+    Y = _forward(L22, J.reshape(n2, q1 * m1))
     sums = [S1 + _gram_of_columns(Y.reshape(n2, q1, m1))]
     if Qr:
         # the later terms' blocks of V_22 = L22^{-T} L22^{-1}: inner products of the inverse's columns

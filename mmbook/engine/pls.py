@@ -529,6 +529,19 @@ class PLS:
         """The criterion and its analytic gradient, or None (use finite differences): see :mod:`mmbook.engine.gradient`."""
         return objective_gradient(self, theta)
 
+    def analytic_gradient_pays(self) -> bool:
+        """Whether the optimizer should use :meth:`objective_gradient` rather than finite differences.
+
+        One evaluation with the analytic gradient costs about two (one
+        random-effects term) to three (several terms: a second product of the
+        size of the Schur complement's) evaluations of the criterion alone,
+        where forward differences cost one per parameter. So it pays with
+        one term, and with several terms from three parameters on; with two
+        parameters and crossed terms finite differences are as cheap (and
+        the sparse path always uses them).
+        """
+        return not (self.rest and len(self.theta0) <= 2)
+
     def gram_pattern(self):
         """``(M, indices, indptr)``: ``A_r1 diag(w) A_r1'`` has lower-triangle CSR values ``M @ w``; or None."""
         return self._gram

@@ -75,7 +75,7 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
         raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
     opt = minimize_theta(pls.objective, theta0, pls.lower, grad_step=control.grad_step,
                          ftol=control.ftol, gtol=control.gtol, polish=control.polish, central=control.central,
-                         fgrad=pls.objective_gradient)
+                         fgrad=pls.objective_gradient if pls.analytic_gradient_pays() else None)
     if not np.isfinite(opt.fun):
         raise RuntimeError("the optimizer found no finite value of the criterion: the model cannot be "
                            "fitted to these data (check for constant or collinear columns)")
