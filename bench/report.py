@@ -58,6 +58,33 @@ def machine_markdown(d):
     return "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
 
 
+def evaluations_markdown(d):
+    """Evaluations of the criterion per fit: mmbook's (an evaluation with the analytic gradient counts
+    as one) and lme4's (``optinfo$feval``)."""
+    lines = ["| case | mmbook evaluations | lme4 evaluations |", "|---|---:|---:|"]
+    for name, c in d["cases"].items():
+        mm, r = c["mmbook"], c["lme4"]
+        lines.append(f"| {c['label'].replace('|', chr(92) + '|')} | {mm.get('nfev', '-')} | {r.get('feval', '-')} |")
+    return "\n".join(lines)
+
+
+def dask_markdown(path):
+    """The larger-than-memory runs of ``bench/dask_big.py``."""
+    d = json.loads(Path(path).read_text())
+    lines = ["| rows | Parquet on disk | time | CPU time | peak memory | criterion | the same rows in pandas |",
+             "|---:|---:|---:|---:|---:|---:|---|"]
+    for n, r in sorted(d.items(), key=lambda kv: int(kv[0])):
+        if r.get("status") != "ok":
+            lines.append(f"| {int(n):,} | - | {r.get('status')} | | | | |")
+            continue
+        ref = r.get("pandas")
+        diff = (f"{ref['wall_s']:.1f} s, {ref['peak_rss_bytes'] / 2**30:.2f} GiB; criterion differs by "
+                f"{r['criterion_rel_diff']:.0e} (relative)") if ref else "-"
+        lines.append(f"| {int(n):,} | {r['parquet_bytes'] / 2**30:.2f} GiB | {r['wall_s']:.1f} s | {r['cpu_s']:.1f} s "
+                     f"| {r['peak_rss_bytes'] / 2**30:.2f} GiB | {r['criterion']:.4f} | {diff} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0]) if argv else DEFAULT
@@ -73,6 +100,12 @@ def main(argv=None):
     cpu = {n: round(c["eval"]["lme4_cpu_ratio"], 1) for n, c in d["cases"].items()
            if "lme4_cpu_ratio" in c["eval"]}
     print(f"CPU-time ratios lme4/mmbook: {cpu}")
+    print("\n## evaluations\n")
+    print(evaluations_markdown(d))
+    dask_path = path.parent / "dask_big.json"
+    if dask_path.exists():
+        print("\n## dask\n")
+        print(dask_markdown(dask_path))
 
 
 if __name__ == "__main__":

@@ -151,23 +151,37 @@ def factor_first_term(T: np.ndarray, A: np.ndarray, B: np.ndarray):
         W = (t / d) * B[0]
         return L, W[None], 2.0 * np.log(d).sum()
     if q == 2:
+        # in place, into L and W: with a million levels every temporary is a fresh 8 MB array
         t00, t10, t11 = T[0, 0], T[1, 0], T[1, 1]
         a00, a10, a11 = A[0, 0], A[1, 0], A[1, 1]
-        # M = T' A T + I, lower triangle
-        m00 = (t00 * t00) * a00 + (2.0 * t00 * t10) * a10 + (t10 * t10) * a11 + 1.0
-        m10 = t11 * (t00 * a10 + t10 * a11)
-        m11 = (t11 * t11) * a11 + 1.0
-        l00 = np.sqrt(m00)
-        l10 = m10 / l00
-        l11 = np.sqrt(m11 - l10 * l10)
-        L = np.empty((2, 2, len(l00)))
-        L[0, 0], L[1, 0], L[0, 1], L[1, 1] = l00, l10, 0.0, l11
-        c0 = t00 * B[0] + t10 * B[1]
-        c1 = t11 * B[1]
+        L = np.empty((2, 2, a00.shape[0]))
+        l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]
+        L[0, 1] = 0.0
+        tmp = np.empty(a00.shape[0])
+        # M = T' A T + I, lower triangle: m00 into l00, m10 into l10, m11 into l11
+        np.multiply(a00, t00 * t00, out=l00)
+        l00 += np.multiply(a10, 2.0 * t00 * t10, out=tmp)
+        l00 += np.multiply(a11, t10 * t10, out=tmp)
+        l00 += 1.0
+        np.sqrt(l00, out=l00)
+        np.multiply(a10, t11 * t00, out=l10)
+        l10 += np.multiply(a11, t11 * t10, out=tmp)
+        l10 /= l00
+        np.multiply(a11, t11 * t11, out=l11)
+        l11 += 1.0
+        l11 -= np.multiply(l10, l10, out=tmp)
+        np.sqrt(l11, out=l11)
         W = np.empty(B.shape)
-        np.divide(c0, l00, out=W[0])
-        np.divide(c1 - l10 * W[0], l11, out=W[1])
-        return L, W, 2.0 * np.log(l00 * l11).sum()
+        W0, W1 = W[0], W[1]
+        tmpr = np.empty(W0.shape)
+        np.multiply(B[0], t00, out=W0)
+        W0 += np.multiply(B[1], t10, out=tmpr)
+        W0 /= l00
+        np.multiply(B[1], t11, out=W1)
+        W1 -= np.multiply(W0, l10, out=tmpr)
+        W1 /= l11
+        np.multiply(l00, l11, out=tmp)
+        return L, W, 2.0 * np.log(tmp, out=tmp).sum()
     L = chol_blocks(congruence_blocks(T, A, add_identity=True))
     W = solve_lower_blocks(L, trans_mult_blocks(T, B))
     logdet = 2.0 * sum(np.log(L[i, i]).sum() for i in range(q))
