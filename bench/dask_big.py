@@ -93,7 +93,7 @@ def fit_child(directory: str, pandas: bool) -> None:
            "npartitions": nparts, "theta": [float(t) for t in fit.theta],
            "fixef": [float(b) for b in fit.fixef], "sigma": float(fit.sigma), "nfev": int(fit.opt.nfev),
            "scheduler": "pandas (in memory)" if pandas else str(dask.config.get("scheduler", "default (threads)")),
-           "messages": [m for _, m in fit.messages]}
+           "messages": [m for _, m in fit.messages], "timings": getattr(fit, "timings", {})}
     print(json.dumps(out))
 
 

@@ -44,6 +44,7 @@ created, and the same call runs there::
 from __future__ import annotations
 
 import re
+import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -255,12 +256,14 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
         or re.search(r"(factor|ordered)\s*\(\s*" + re.escape(str(c)) + r"\s*\)", formula))]
 
     # pass 1: levels
+    clock = [time.perf_counter()]
     parts = ddf.to_delayed()
     lev = dask.delayed(_levels_partition, pure=True)
     found = _tree([lev(p, needed, factor_cols) for p in parts], _merge_levels).compute()
     if found["n"] == 0:
         raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
     n_dropped = found["n_all"] - found["n"]
+    clock.append(time.perf_counter())
 
     group_index, group_code, nlevels, levels, ordered_values = {}, {}, {}, {}, {}
     for c in factor_cols:
@@ -294,6 +297,7 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
     plan_d = dask.delayed(plan, name=f"mmbook-plan-{uuid.uuid4().hex}")
     cpp = dask.delayed(_cross_products_partition, pure=True)
     tot = _tree([cpp(p, plan_d) for p in parts], _merge_cross_products).compute()
+    clock.append(time.perf_counter())
     n = tot["n"]
     if n_dropped:
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values removed "
@@ -509,6 +513,7 @@ class DaskLmerFit(LmerFit):
     """
 
     plan: object = None
+    timings: dict = field(default_factory=dict)  # wall seconds: the two passes over the data and the fit
 
     def _rows(self, what, newdata=None, re_form="all", allow_new_levels=False):
         beta = np.asarray(self.beta)
