@@ -81,7 +81,7 @@ class SparseSchur:
     """The fixed sparsity pattern of ``S_rr`` and CHOLMOD's analysis of it.
 
     Built by :func:`sparse_schur`, which also decides whether the sparse
-    path pays; use :meth:`criterion_pieces` for each ``theta``.
+    path pays; :meth:`factor_pieces` factors it at each ``theta``.
 
     Attributes
     ----------
@@ -112,8 +112,7 @@ class SparseSchur:
         self.pos_arr = inv[:n_arr]
         self.arr_vals = np.asarray(arr_vals, dtype=float)
         self.pos_diag = inv[n_arr + n_g:]
-        # M's rows are the gram pattern's entries in CSR (row-major) order; put them in CSC order
-        self.M = M
+        self.M = M  # one row per entry of the gram pattern (CSR order); pos_g places them in the union
         self.pos_g = inv[n_arr:n_arr + n_g]
         self.nnz_pattern = len(keys)
         self._A = cvxopt.spmatrix(cvxopt.matrix(np.zeros(len(keys))), cvxopt.matrix(self.rows),
