@@ -38,6 +38,12 @@ _EXPORTS = {
     "CrossCheck": "mmbook.crosscheck",
     "RRandom": "mmbook.rcompat.rng",
     "gibbs_lmm": "mmbook.forms.bayes",
+    "glmer": "mmbook.engine.glmer",
+    "GlmerFit": "mmbook.engine.glmm_fit",
+    "GlmerControl": "mmbook.engine.glmm_control",
+    "binomial": "mmbook.engine.glm_family",
+    "poisson": "mmbook.engine.glm_family",
+    "load_cbpp": "mmbook.data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

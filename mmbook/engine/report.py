@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-__all__ = ["r_format", "zapsmall", "abbreviate", "summary_text", "summary_html", "format_table"]
+__all__ = ["r_format", "zapsmall", "abbreviate", "summary_text", "summary_html", "format_table",
+           "random_effects_table", "fixef_correlation_lines"]
 
 
 def _sig_and_power(x: float, digits: int) -> tuple[int, int]:
@@ -107,7 +108,7 @@ def format_table(rows: list[list[str]], header: list[str], align: list[str], row
     return "\n".join(lines)
 
 
-def _random_effects_rows(fit, digits: int = 4):
+def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
     """Rows of lme4's random-effects table (Groups, Name, Variance, Std.Dev., Corr...)."""
     names = fit._group_names()
     var, sd, grp, nm, corr_blocks = [], [], [], [], []
@@ -122,10 +123,11 @@ def _random_effects_rows(fit, digits: int = 4):
         with np.errstate(invalid="ignore", divide="ignore"):
             C = S / np.outer(s, s)
         corr_blocks.append(C)
-    grp.append("Residual")
-    nm.append("")
-    var.append(fit.sigma ** 2)
-    sd.append(fit.sigma)
+    if residual:
+        grp.append("Residual")
+        nm.append("")
+        var.append(fit.sigma ** 2)
+        sd.append(fit.sigma)
     maxq = max(t.q for t in fit.terms)
     corr_cols = [[""] * len(grp) for _ in range(maxq - 1)]
     row = 0
@@ -203,21 +205,7 @@ def summary_text(fit, digits: int = 4) -> str:
         out.append("Fixed effects:")
         header, rows, names = _fixef_rows(fit, digits)
         out.append(format_table(rows, header, ["r"] * 3, rownames=names))
-    if p > 1:
-        out.append("")
-        if p > 12:
-            out.append(f"Correlation matrix not shown by default, as p = {p} > 12.")
-        else:
-            out.append("Correlation of Fixed Effects:")
-            V = fit.vcov.to_numpy()
-            s = np.sqrt(np.diag(V))
-            C = V / np.outer(s, s)
-            names = list(fit.fixef.index)
-            txt = np.array(r_format(np.round(C.ravel(), 3), 7, nsmall=3)).reshape(p, p)
-            rows = [[txt[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
-            header = [abbreviate(n, 6) for n in names[:-1]]
-            rn = [abbreviate(n, 11) for n in names[1:]]
-            out.append(format_table(rows, header, ["l"] * (p - 1), rownames=rn))
+    out.extend(fixef_correlation_lines(fit))
     if fit.mf.dropped_columns:
         k = len(fit.mf.dropped_columns)
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
@@ -225,6 +213,32 @@ def summary_text(fit, digits: int = 4) -> str:
     if fit.is_singular:
         out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
     return "\n".join(out) + "\n"
+
+
+def random_effects_table(fit, digits: int = 4, residual: bool = True):
+    """lme4's random-effects table as ``(header, rows)``: Groups, Name, Variance, Std.Dev., Corr.
+
+    ``residual=False`` leaves out the Residual row (a GLMM has none).
+    """
+    return _random_effects_rows(fit, digits, residual)
+
+
+def fixef_correlation_lines(fit) -> list[str]:
+    """lme4's "Correlation of Fixed Effects" block (a blank line first), from ``fit.vcov``."""
+    p = fit.mf.p
+    if p <= 1:
+        return []
+    if p > 12:
+        return ["", f"Correlation matrix not shown by default, as p = {p} > 12."]
+    V = fit.vcov.to_numpy()
+    s = np.sqrt(np.diag(V))
+    C = V / np.outer(s, s)
+    names = list(fit.fixef.index)
+    txt = np.array(r_format(np.round(C.ravel(), 3), 7, nsmall=3)).reshape(p, p)
+    rows = [[txt[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    header = [abbreviate(n, 6) for n in names[:-1]]
+    rn = [abbreviate(n, 11) for n in names[1:]]
+    return ["", "Correlation of Fixed Effects:", format_table(rows, header, ["l"] * (p - 1), rownames=rn)]
 
 
 def _cat_number(x: float) -> str:

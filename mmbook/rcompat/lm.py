@@ -583,3 +583,11 @@ def _summary_html(fit: LmFit, digits: int = 4) -> str:
         + "".join(f"<p>{escape(t)}</p>" for t in tail)
         + "</div>"
     )
+
+
+# R's printing rules, public for the GLMM summary (mmbook.engine.glmm_report) until one
+# module holds them for every summary
+format_real = _format_real
+format_pval = _format_pval
+coef_matrix_cells = _coef_matrix_cells
+SIGNIF_LEGEND = _SIGNIF_LEGEND
