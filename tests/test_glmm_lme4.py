@@ -45,7 +45,7 @@ def load(name: str) -> pd.DataFrame:
 
 
 FAMILY = {"cbpp_probit": mmbook.binomial("probit"), "cbpp_cloglog": mmbook.binomial("cloglog")}
-KWARGS = {"cbpp_agq25": {"nAGQ": 25}, "grouseticks_agq9": {"nAGQ": 9}, "cbpp_weights": {"weights": "size"},
+KWARGS = {"cbpp_agq25": {"nAGQ": 25}, "cbpp_nagq0": {"nAGQ": 0}, "grouseticks_agq9": {"nAGQ": 9}, "cbpp_weights": {"weights": "size"},
           "poisson_offset": {"offset": "log(t)"}}
 NAMES = list(REF)
 _FITS: dict = {}
@@ -227,7 +227,8 @@ def test_confint_profile():
     np.testing.assert_allclose(ci.iloc[:, 1], r["upper"], atol=2e-3)
 
 
-@pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_agq25", "grouseticks", "slopes_binary", "singular_binary"])
+@pytest.mark.parametrize("name", ["cbpp_laplace", "cbpp_agq25", "cbpp_nagq0", "grouseticks", "slopes_binary",
+                                  "singular_binary"])
 def test_summary_matches_lme4(name):
     """lme4's printed summary, line for line, except the lines that name R objects (Data:, Control:),
     the curly quotes of the signif. legend, and the optimizer's name (L-BFGS-B, not bobyqa)."""

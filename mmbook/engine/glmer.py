@@ -163,7 +163,8 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
         opt1 = _minimize(crit.objective_theta, theta0, crit.lower, control, polish=nAGQ == 0)
         if not np.isfinite(opt1.fun):
             raise RuntimeError("PIRLS found no conditional modes at any theta tried: the model cannot be "
-                               "fitted to these data (complete separation, or an impossible design?)")
+                               "fitted to these data (complete separation of the responses by the fixed "
+                               f"effects, or an impossible design?). Last failure: {crit.last_error}")
         theta1 = opt1.theta
     else:
         opt1, theta1 = None, theta0
@@ -191,7 +192,7 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
         opt2 = _minimize(g, np.concatenate([theta1, np.zeros(crit.p)]), lower, control)
         x = _snap_to_boundary(g, opt2.theta, opt2.fun, crit.lower, control.boundary_tol)
         if not np.isfinite(g(x)):
-            raise RuntimeError("PIRLS failed at the optimum found: the model cannot be fitted to these data")
+            raise RuntimeError(f"PIRLS failed at the optimum found: {crit.last_error}")
         params = to_params(x)
         state = crit.pirls(params[:nth], params[nth:])
         value = crit.value(state)

@@ -101,7 +101,8 @@ def eval_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray:
     import formulaic
 
     try:
-        mm = formulaic.model_matrix(f"0 + I({expr})", frame, context=_R_FUNCTIONS, na_action="ignore")
+        with np.errstate(divide="ignore", invalid="ignore"):  # log(0) is reported by the caller's checks
+            mm = formulaic.model_matrix(f"0 + I({expr})", frame, context=_R_FUNCTIONS, na_action="ignore")
     except Exception as exc:  # formulaic's messages are long: say what failed, briefly
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         m = re.search(r"name '([^']+)' is not defined", msg)

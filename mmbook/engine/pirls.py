@@ -151,6 +151,7 @@ class GLMMCriterion:
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects term, "
                              "such as (1 | g); use nAGQ = 1 (Laplace)")
         self.warm: PIRLSState | None = None
+        self.last_error: str | None = None  # the last PIRLSError an objective turned into inf
         self.evaluations = 0
         self.pirls_iterations = 0
 
@@ -338,7 +339,8 @@ class GLMMCriterion:
         self.evaluations += 1
         try:
             return self.laplace(self.pirls(theta))
-        except PIRLSError:
+        except PIRLSError as exc:
+            self.last_error = str(exc)
             return np.inf
 
     def objective(self, params) -> float:
@@ -347,5 +349,6 @@ class GLMMCriterion:
         theta, beta = self.split(params)
         try:
             return self.value(self.pirls(theta, beta))
-        except PIRLSError:
+        except PIRLSError as exc:
+            self.last_error = str(exc)
             return np.inf

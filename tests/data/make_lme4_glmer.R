@@ -176,6 +176,11 @@ f <- fit_all(function(ctrl) glmer(cbind(incidence, size - incidence) ~ period + 
 out$cases$cbpp_agq25 <- describe(f, list(
   formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)", data = "cbpp"))
 
+f <- fit_all(function(ctrl) glmer(cbind(incidence, size - incidence) ~ period + (1 | herd),
+                                  data = cb, family = binomial, control = ctrl, nAGQ = 0))
+out$cases$cbpp_nagq0 <- describe(f, list(
+  formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)", data = "cbpp"))
+
 f <- fit_all(function(ctrl) glmer(incidence / size ~ period + (1 | herd), weights = size,
                                   data = cb, family = binomial, control = ctrl))
 out$cases$cbpp_weights <- describe(f, list(formula = "incidence / size ~ period + (1 | herd)",
