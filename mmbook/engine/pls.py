@@ -46,6 +46,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .crossprod import GramPattern, RestProducts
 from .design import ModelFrame, RandomTerm
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 from .response import GaussianResponse
@@ -188,6 +189,7 @@ class PLS:
             self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
             self._rest_scalar = all(t.q == 1 for t in self.rest)
         self.sqrtw = None
+        self._rest_products = self._gram_structure = None
         self.reweight(sqrtw)
 
     @property
@@ -236,21 +238,20 @@ class PLS:
                 A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
         self.A1xy = A1xy
 
-        # remaining terms: sparse cross-products with everything else
+        # remaining terms: cross-products with everything else, at positions found on the first call
         if self.rest:
-            W = sp.diags(w) if w is not None else None
-            Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
-            Z1 = t1.Z().tocsc()
-            if W is not None:
-                Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
-            Ar1 = (Zr.T @ Z1).tocsr()
-            self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
-            self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
-            self.Arr = (Zr.T @ Zr).toarray()
-            self.Arxy = np.asarray(Zr.T @ XY)
+            if self._rest_products is None:
+                self._rest_products = RestProducts(t1, self.rest)
+            rp = self._rest_products
+            self.Ar1, self.Arr, self.Arxy = rp.products(w, XY)
+            self._rest_dense = rp.dense
             self._gram = None
             if self._rest_scalar and q1 == 1 and not self._rest_dense:
-                self._gram = _gram_pattern(Ar1)
+                if self._gram_structure is None:
+                    self._gram_structure = GramPattern.build(self.Ar1) or False
+                if self._gram_structure:
+                    gp = self._gram_structure
+                    self._gram = (gp.matrix(self.Ar1.data), gp.indices, gp.indptr)
         return self
 
     # ------------------------------------------------------------------ start
@@ -517,35 +518,3 @@ def _cholesky_lower(S: np.ndarray) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return U.T
-
-
-def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):
-    """Precompute ``A diag(w) A'`` as a linear map of ``w``.
-
-    Every entry ``(i, j)``, ``i >= j``, of the lower triangle is
-    ``sum_l A[i, l] A[j, l] w_l``; collecting the products ``A[i, l] A[j, l]``
-    once gives a sparse matrix ``M`` (one row per structural non-zero) and
-    the values for any ``w`` are ``M @ w``. Returns ``(M, indices, indptr)``
-    of the lower triangle's CSR pattern, or None when the pattern is too big.
-    """
-    Ac = A.tocsc()
-    Ac.sort_indices()
-    m = Ac.shape[1]
-    nnz_col = np.diff(Ac.indptr)
-    counts_per_entry = np.arange(Ac.nnz) - np.repeat(Ac.indptr[:-1], nnz_col) + 1  # partners j <= i
-    total = int(counts_per_entry.sum())
-    if total > max_entries:
-        return None
-    I = np.repeat(np.arange(Ac.nnz), counts_per_entry)
-    start = np.repeat(np.repeat(Ac.indptr[:-1], nnz_col), counts_per_entry)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts_per_entry) - counts_per_entry, counts_per_entry)
-    J = start + offset
-    rows, cols = Ac.indices[I], Ac.indices[J]
-    col_l = np.repeat(np.repeat(np.arange(m), nnz_col), counts_per_entry)
-    n = A.shape[0]
-    key = rows.astype(np.int64) * n + cols
-    uniq, inv = np.unique(key, return_inverse=True)
-    M = sp.csr_matrix((Ac.data[I] * Ac.data[J], (inv, col_l)), shape=(len(uniq), m))
-    urow, ucol = uniq // n, uniq % n
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
-    return M, ucol.astype(np.int32), indptr
