@@ -215,3 +215,43 @@ def test_nagq0_is_stage_one(cbpp):
     crit, _ = criterion(CBPP, cbpp, binomial())
     np.testing.assert_allclose(f0.beta, crit.pirls(f0.theta).beta, atol=1e-10)
     np.testing.assert_allclose(f0.vcov.to_numpy(), f0.vcov_rx.to_numpy())
+
+
+GRADIENT_CASES = [
+    ("cbpp", CBPP, "binomial", {}),
+    ("crossed_binary", "y ~ x + cond + (1 | subj) + (1 | item)", "binomial", {}),
+    ("slopes_binary", "y ~ x + (x | g)", "binomial", {}),
+    ("poisson_offset", "y ~ x + offset(log(t)) + (1 | g)", "poisson", {}),
+]
+
+
+@pytest.mark.parametrize("name, formula, family, kw", GRADIENT_CASES)
+def test_gradient_matches_finite_differences(name, formula, family, kw):
+    """The closed-form gradient (glmm_gradient) against central differences of the deviance, in
+    stage 2 (theta and beta) and stage 1 (theta, beta at the joint mode), away from the optimum."""
+    from mmbook.engine.glmm_fit import deriv12
+    from mmbook.engine.glmm_gradient import laplace_gradient
+
+    d = mmbook.load_cbpp() if name == "cbpp" else pd.read_csv(DATA / "glmm" / f"{name}.csv")
+    fam = binomial() if family == "binomial" else poisson()
+    crit, gd = criterion(formula, d, fam, **kw)
+    rng = np.random.default_rng(3)
+    theta = crit.theta0 * 0.8 + 0.1 * rng.random(crit.ntheta)
+    beta = crit.pirls(theta).beta + 0.05 * rng.standard_normal(crit.p)
+    x = np.concatenate([theta, beta])
+    g = laplace_gradient(crit, crit.pirls(theta, beta))
+    gfd, _ = deriv12(crit.objective, x, 1e-5, hessian=False)
+    np.testing.assert_allclose(g, gfd, rtol=1e-6, atol=1e-6)
+    g1 = laplace_gradient(crit, crit.pirls(theta), profiled=True)
+    g1fd, _ = deriv12(crit.objective_theta, theta, 1e-5, hessian=False)
+    np.testing.assert_allclose(g1, g1fd, rtol=1e-6, atol=1e-6)
+
+
+def test_gradient_not_used_where_it_does_not_apply(cbpp):
+    """Non-canonical links and quadrature: no closed form, finite differences (None)."""
+    from mmbook.engine.glmm_gradient import laplace_gradient
+
+    crit, _ = criterion(CBPP, cbpp, binomial("probit"))
+    assert laplace_gradient(crit, crit.pirls(np.array([0.5]), np.zeros(4))) is None
+    crit, _ = criterion(CBPP, cbpp, binomial(), nAGQ=5)
+    assert laplace_gradient(crit, crit.pirls(np.array([0.5]), np.zeros(4))) is None

@@ -138,7 +138,10 @@ def _start(start, crit: GLMMCriterion):
     return theta0, beta0
 
 
-def _minimize(f, x0, lower, control, polish=True):
+def _minimize(f, x0, lower, control, polish=True, fgrad=None):
+    """lmer's optimizer; with an exact gradient, L-BFGS-B alone to tight tolerances (no Newton polish)."""
+    if fgrad is not None and fgrad(x0)[1] is not None:
+        return minimize_theta(f, x0, lower, ftol=1e-15, gtol=1e-7, polish=False, fgrad=fgrad)
     return minimize_theta(f, x0, lower, grad_step=control.grad_step, ftol=control.ftol, gtol=control.gtol,
                           polish=polish and control.polish, central=control.central)
 
@@ -160,7 +163,8 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
     # ---- stage 1: theta, with beta at the joint conditional mode
     if control.nAGQ0_init_step or nAGQ == 0:
         # stage 1 only gives stage 2 its start (unless nAGQ = 0): no Newton polish
-        opt1 = _minimize(crit.objective_theta, theta0, crit.lower, control, polish=nAGQ == 0)
+        opt1 = _minimize(crit.objective_theta, theta0, crit.lower, control, polish=nAGQ == 0,
+                         fgrad=crit.objective_theta_and_gradient)
         if not np.isfinite(opt1.fun):
             raise RuntimeError("PIRLS found no conditional modes at any theta tried: the model cannot be "
                                "fitted to these data (complete separation of the responses by the fixed "
@@ -188,8 +192,12 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
         def g(x):
             return crit.objective(to_params(x))
 
+        def fg(x):
+            f, grad = crit.objective_and_gradient(to_params(x))
+            return f, (None if grad is None else np.concatenate([grad[:nth], M.T @ grad[nth:]]))
+
         lower = np.concatenate([crit.lower, np.full(crit.p, -np.inf)])
-        opt2 = _minimize(g, np.concatenate([theta1, np.zeros(crit.p)]), lower, control)
+        opt2 = _minimize(g, np.concatenate([theta1, np.zeros(crit.p)]), lower, control, fgrad=fg)
         x = _snap_to_boundary(g, opt2.theta, opt2.fun, crit.lower, control.boundary_tol)
         if not np.isfinite(g(x)):
             raise RuntimeError(f"PIRLS failed at the optimum found: {crit.last_error}")

@@ -164,22 +164,43 @@ class GlmerFit(LmerFit):
     def _deviance_at(self, params) -> float:
         return self.criterion.objective(params)
 
+    def _exact_gradient(self, params):
+        return self.criterion.objective_and_gradient(params)[1]
+
     @cached_property
     def _derivs(self):
-        f = self._deviance_at
-        g, H = deriv12(f, self.params, self.control.hessian_step, fx=self.objective)
+        h, x = self.control.hessian_step, self.params
+        g = self._exact_gradient(x)
+        if g is not None:  # central differences of the exact gradient: 2k PIRLS solutions
+            cols = []
+            for j in range(len(x)):
+                e = np.zeros(len(x))
+                e[j] = h
+                cols.append((self._exact_gradient(x + e) - self._exact_gradient(x - e)) / (2 * h))
+            H = np.column_stack(cols)
+            H = 0.5 * (H + H.T)
+        else:  # lme4's deriv12 on the deviance
+            g, H = deriv12(self._deviance_at, x, h, fx=self.objective)
         self.criterion.pirls(self.state.theta, self.state.beta)  # leave the criterion at the mode
         return g, H
 
     def gradient(self) -> np.ndarray:
-        """Gradient of the deviance in ``(theta, beta)`` at the estimates (central differences)."""
+        """Gradient of the deviance in ``(theta, beta)`` at the estimates.
+
+        In closed form where :func:`mmbook.engine.glmm_gradient.laplace_gradient` applies (canonical
+        links, Laplace), else by central differences (lme4's ``deriv12``, step ``control.hessian_step``).
+        """
         if "_derivs" in self.__dict__:
             return self._derivs[0]
-        g, _ = deriv12(self._deviance_at, self.params, self.control.hessian_step, hessian=False)
+        g = self._exact_gradient(self.params)
+        if g is None:
+            g, _ = deriv12(self._deviance_at, self.params, self.control.hessian_step, hessian=False)
+        self.criterion.pirls(self.state.theta, self.state.beta)
         return g
 
     def hessian(self) -> np.ndarray:
-        """Hessian of the deviance in ``(theta, beta)`` at the estimates (lme4's ``optinfo$derivs$Hessian``)."""
+        """Hessian of the deviance in ``(theta, beta)`` at the estimates (lme4's ``optinfo$derivs$Hessian``):
+        central differences of the exact gradient where there is one, else lme4's ``deriv12``."""
         return self._derivs[1]
 
     @cached_property

@@ -52,6 +52,7 @@ import scipy.linalg as sla
 
 from .design import ModelFrame
 from .glmm_control import GlmerControl, PIRLSError
+from .glmm_gradient import laplace_gradient
 from .glmm_response import GLMResponse
 from .pls import PLS
 
@@ -342,6 +343,28 @@ class GLMMCriterion:
         except PIRLSError as exc:
             self.last_error = str(exc)
             return np.inf
+
+    def objective_theta_and_gradient(self, theta):
+        """Stage 1 with the gradient in ``theta`` (None where the closed form does not apply)."""
+        self.evaluations += 1
+        try:
+            state = self.pirls(theta)
+        except PIRLSError as exc:
+            self.last_error = str(exc)
+            return np.inf, None
+        return self.laplace(state), laplace_gradient(self, state, profiled=True)
+
+    def objective_and_gradient(self, params):
+        """Stage 2 with the gradient: ``(deviance, gradient)``, the gradient None where the closed
+        form of :func:`mmbook.engine.glmm_gradient.laplace_gradient` does not apply."""
+        self.evaluations += 1
+        theta, beta = self.split(params)
+        try:
+            state = self.pirls(theta, beta)
+        except PIRLSError as exc:
+            self.last_error = str(exc)
+            return np.inf, None
+        return self.value(state), laplace_gradient(self, state)
 
     def objective(self, params) -> float:
         """Stage 2: the Laplace (or AGQ) deviance of ``params = (theta, beta)``; ``inf`` where PIRLS fails."""
