@@ -81,9 +81,9 @@ def laplace_gradient(crit, state, profiled: bool = False) -> np.ndarray | None:
     Ts = [pls.T(k, theta) for k in range(len(terms))]
     offs = np.concatenate([[0], np.cumsum([t.nlevels * t.q for t in terms])]).astype(int)
     # v_i = Lambda' z_i per term (n, q_k), and P_i v_i with P_i the blocks of A^{-1} at row i's levels
-    v = [t.z @ T for t, T in zip(terms, Ts)]
+    v = [np.asfortranarray(t.z @ T) for t, T in zip(terms, Ts)]
     Pv = _apply_rowwise(blocks, terms, v)
-    h = sum(np.einsum("nq,nq->n", vk, pk) for vk, pk in zip(v, Pv))
+    h = sum(_rowdot(vk, pk) for vk, pk in zip(v, Pv))
     s = h * Wd
     # rho = A^{-1} Lambda'Z' s
     b = np.concatenate([(np.stack([np.bincount(t.refs, t.z[:, a] * s, minlength=t.nlevels)
@@ -103,7 +103,8 @@ def laplace_gradient(crit, state, profiled: bool = False) -> np.ndarray | None:
         rho_beta = None
         rho = _solve(blocks, b)
     rho_terms = [rho[offs[k]:offs[k + 1]].reshape(t.nlevels, t.q) for k, t in enumerate(terms)]
-    ZLrho = sum(np.einsum("nq,nq->n", vk, rk[t.refs]) for vk, rk, t in zip(v, rho_terms, terms))
+    ZLrho = sum(sum(vk[:, a] * np.take(rk[:, a], t.refs) for a in range(t.q))
+                for vk, rk, t in zip(v, rho_terms, terms))
     if rho_beta is not None:
         ZLrho = ZLrho + X @ rho_beta
     e = d + s - W * ZLrho
@@ -112,11 +113,12 @@ def laplace_gradient(crit, state, profiled: bool = False) -> np.ndarray | None:
     for k, t in enumerate(terms):
         rows, cols = np.tril_indices(t.q)[0], np.tril_indices(t.q)[1]
         order = sorted(zip(cols, rows))  # theta is T's lower triangle, column by column
-        uk, rk = state.u[k][t.refs], rho_terms[k][t.refs]
+        uk = [np.take(state.u[k][:, c], t.refs) for c in range(t.q)]
+        rk = [np.take(rho_terms[k][:, c], t.refs) for c in range(t.q)]
         for c, r in order:
             # Lambda_t has a 1 at (r, c) of every level's T: (Z Lambda_t x)_i = z_ir x_{l(i), c}
             zr = t.z[:, r]
-            ZLt_u, ZLt_rho = zr * uk[:, c], zr * rk[:, c]
+            ZLt_u, ZLt_rho = zr * uk[c], zr * rk[c]
             explicit = 2.0 * float(np.dot(W * zr, Pv[k][:, c]))
             grad_theta.append(float(ZLt_u @ e) - 0.5 * float(ZLt_rho @ d) + explicit)
     return np.array(grad_theta) if profiled else np.concatenate([grad_theta, grad_beta])
@@ -143,6 +145,11 @@ def _inverse_blocks(pls, theta):
     return out
 
 
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (n, q) arrays."""
+    return sum(a[:, j] * b[:, j] for j in range(a.shape[1]))
+
+
 def _rest_columns(terms):
     """Row i's columns of Z_r (n, K) for the terms after the first, and which term and entry each is."""
     cols, which, off = [], [], 0
@@ -158,8 +165,13 @@ def _apply_rowwise(blocks, terms, v):
     """``P_i v_i`` for every row: ``A^{-1}`` restricted to the row's levels, times ``Lambda' z_i``."""
     t1, v1 = terms[0], v[0]
     l1 = t1.refs
-    if not blocks["Qr"]:
-        return [np.einsum("nij,nj->ni", blocks["A11inv"][l1], v1)]
+    if not blocks["Qr"]:  # one gather per entry of the q x q blocks: faster than (n, q, q) arrays
+        A = blocks["A11inv"]
+        out = np.zeros_like(v1, order="F")
+        for i in range(t1.q):
+            for j in range(t1.q):
+                out[:, i] += np.take(A[:, i, j], l1) * v1[:, j]
+        return [out]
     P11, GS, Sinv = blocks["P11"], blocks["GS"], blocks["Sinv"]
     colr, which = _rest_columns(terms)
     vr = np.column_stack([v[k][:, a] for k, a in which])  # (n, K)

@@ -190,11 +190,25 @@ class PLS:
             self._rest_scalar = all(t.q == 1 for t in self.rest)
         self.sqrtw = None
         self._rest_products = self._gram_structure = None
+        self._XF = np.asfortranarray(self.X, dtype=float)
+        self._z1F = np.asfortranarray(t1.z, dtype=float)
+        # rows sorted by the first term's levels (longitudinal data usually are): runs of rows
+        refs = t1.refs
+        sorted_refs = refs.size and bool(np.all(refs[1:] >= refs[:-1])) and refs[0] == 0 and refs[-1] == self.m1 - 1
+        starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]]) if sorted_refs else None
+        self._level_starts = starts if starts is not None and len(starts) == self.m1 else None
         self.reweight(sqrtw)
 
     @property
     def REML(self) -> bool:
         return self.response.REML
+
+    def _level_sums(self, x: np.ndarray) -> np.ndarray:
+        """Sums of ``x`` over the rows of each level of the first term: contiguous runs
+        (``np.add.reduceat``) when the rows are sorted by level, else ``np.bincount``."""
+        if self._level_starts is not None:
+            return np.add.reduceat(x, self._level_starts)
+        return np.bincount(self.terms[0].refs, x, minlength=self.m1)
 
     # -------------------------------------------------------- cross-products
     def reweight(self, sqrtw=None, y=None) -> "PLS":
@@ -217,31 +231,34 @@ class PLS:
             self.y = np.asarray(y, dtype=float)
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
         w = self.sqrtw
-        XY = np.column_stack([self.X, self.y])
+        # column-major copies: every product below reads whole columns
+        n, p = self.n, self.p
+        XY = np.empty((n, p + 1), order="F")
+        XY[:, :p] = self._XF
+        XY[:, p] = self.y
         if w is not None:
-            XY = XY * w[:, None]
+            XY *= w[:, None]
         self._XY = XY
         self.Axyxy = XY.T @ XY
 
-        # first term: block diagonal, by bincount (one pass per pair of columns)
-        t1 = self.terms[0]
+        # first term: block diagonal, one sum per level and pair of columns
         m1, q1 = self.m1, self.q1
-        z1 = t1.z if w is None else t1.z * w[:, None]
+        z1 = self._z1F if w is None else self._z1F * w[:, None]
         A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
         for a in range(q1):
             for b in range(a + 1):
-                A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
+                A11[a, b] = A11[b, a] = self._level_sums(z1[:, a] * z1[:, b])
         self.A11 = A11
         A1xy = np.empty((q1, self.p + 1, m1))
         for a in range(q1):
             for c in range(self.p + 1):
-                A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
+                A1xy[a, c] = self._level_sums(z1[:, a] * XY[:, c])
         self.A1xy = A1xy
 
         # remaining terms: cross-products with everything else, at positions found on the first call
         if self.rest:
             if self._rest_products is None:
-                self._rest_products = RestProducts(t1, self.rest)
+                self._rest_products = RestProducts(self.terms[0], self.rest)
             rp = self._rest_products
             self.Ar1, self.Arr, self.Arxy = rp.products(w, XY)
             self._rest_dense = rp.dense
