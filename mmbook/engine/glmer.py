@@ -138,10 +138,14 @@ def _start(start, crit: GLMMCriterion):
     return theta0, beta0
 
 
-def _minimize(f, x0, lower, control, polish=True, fgrad=None):
-    """lmer's optimizer; with an exact gradient, L-BFGS-B alone to tight tolerances (no Newton polish)."""
-    if fgrad is not None and fgrad(x0)[1] is not None:
-        return minimize_theta(f, x0, lower, ftol=1e-15, gtol=1e-7, polish=False, fgrad=fgrad)
+def _minimize(f, x0, lower, control, polish=True, fgrad=None, start_only=False):
+    """lmer's optimizer; with an exact gradient, L-BFGS-B alone to tight tolerances (no Newton polish).
+
+    ``start_only``: the optimum only starts the next stage, so looser tolerances do.
+    """
+    if fgrad is not None:
+        tol = dict(ftol=1e-10, gtol=1e-4) if start_only else dict(ftol=1e-15, gtol=1e-7)
+        return minimize_theta(f, x0, lower, polish=False, fgrad=fgrad, **tol)
     return minimize_theta(f, x0, lower, grad_step=control.grad_step, ftol=control.ftol, gtol=control.gtol,
                           polish=polish and control.polish, central=control.central)
 
@@ -164,7 +168,8 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
     if control.nAGQ0_init_step or nAGQ == 0:
         # stage 1 only gives stage 2 its start (unless nAGQ = 0): no Newton polish
         opt1 = _minimize(crit.objective_theta, theta0, crit.lower, control, polish=nAGQ == 0,
-                         fgrad=crit.objective_theta_and_gradient)
+                         fgrad=crit.objective_theta_and_gradient if crit.has_gradient else None,
+                         start_only=nAGQ > 0)
         if not np.isfinite(opt1.fun):
             raise RuntimeError("PIRLS found no conditional modes at any theta tried: the model cannot be "
                                "fitted to these data (complete separation of the responses by the fixed "
@@ -197,7 +202,8 @@ def fit_glmm(gd: GLMData, *, nAGQ: int, control: GlmerControl, family, start=Non
             return f, (None if grad is None else np.concatenate([grad[:nth], M.T @ grad[nth:]]))
 
         lower = np.concatenate([crit.lower, np.full(crit.p, -np.inf)])
-        opt2 = _minimize(g, np.concatenate([theta1, np.zeros(crit.p)]), lower, control, fgrad=fg)
+        opt2 = _minimize(g, np.concatenate([theta1, np.zeros(crit.p)]), lower, control,
+                         fgrad=fg if crit.has_gradient else None)
         x = _snap_to_boundary(g, opt2.theta, opt2.fun, crit.lower, control.boundary_tol)
         if not np.isfinite(g(x)):
             raise RuntimeError(f"PIRLS failed at the optimum found: {crit.last_error}")

@@ -151,6 +151,10 @@ class GLMMCriterion:
         if self.nAGQ > 1 and (len(self.terms) != 1 or self.terms[0].q != 1):
             raise ValueError("nAGQ > 1 is only available for models with a single, scalar random-effects term, "
                              "such as (1 | g); use nAGQ = 1 (Laplace)")
+        fam = response.family
+        # the closed-form gradient (glmm_gradient): canonical links and the Laplace deviance
+        self.has_gradient = self.nAGQ <= 1 and (fam.name, fam.link.name) in (("binomial", "logit"),
+                                                                            ("poisson", "log"))
         self.warm: PIRLSState | None = None
         self.last_error: str | None = None  # the last PIRLSError an objective turned into inf
         self.evaluations = 0
