@@ -250,3 +250,15 @@ out$cases$singular_binary <- describe(f, list(formula = "y ~ x + (1 | g)", data 
 
 writeLines(jsonlite::toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE, na = "null"),
            "tests/data/lme4_glmer.json")
+
+# The book's chapter book/glmm.ipynb reads lme4's cbpp numbers from book/data/lme4_cbpp.json
+# (a chapter does not read tests/data): the same fits as above, fewer fields.
+book <- list(source = out$source)
+for (nm in c("cbpp_laplace", "cbpp_agq25")) {
+  cs <- out$cases[[nm]]
+  book[[nm]] <- list(nAGQ = cs$nAGQ, logLik = cs$logLik, logLik_default = cs$logLik_default,
+                     saturated_constant = cs$saturated_constant, fixef_names = cs$fixef_names,
+                     fixef = cs$fixef, se = sqrt(diag(do.call(rbind, cs$vcov))), theta = cs$theta)
+}
+dir.create("book/data", showWarnings = FALSE)
+writeLines(jsonlite::toJSON(book, digits = NA, auto_unbox = TRUE, pretty = TRUE), "book/data/lme4_cbpp.json")
