@@ -215,3 +215,13 @@ def test_observation_level_random_effect_allowed():
     f = mmbook.glmer("y ~ x + (1 | g) + (1 | obs)", d, family="poisson")
     assert f.ngroups["obs"] == len(d)
     assert not f.is_singular
+
+
+def test_lmer_verbs_route_or_refuse():
+    """mmbook.confint dispatches to the GLMM intervals; refit/bootstrap refuse a GLMM clearly."""
+    d = binary_data()
+    f = mmbook.glmer("y ~ x + (1 | g)", d, family="binomial")
+    ci = mmbook.confint(f)
+    assert list(ci.index) == [".sig01", "(Intercept)", "x"]
+    with pytest.raises(NotImplementedError, match="GLMM"):
+        mmbook.refit(f, d["y"].to_numpy())

@@ -204,6 +204,8 @@ def confint(fit, method: str = "Wald", level: float = 0.95, nsim: int = 500, see
         profiles the ML deviance also for REML fits, so a REML fit is refitted
         by ML first). ``boot``: percentiles of a parametric bootstrap.
     """
+    if getattr(fit, "family", None) is not None:  # a GlmerFit: no sigma, its own profile
+        return fit.confint(method=method, level=level)
     if not 0 < level < 1:
         raise ValueError("level must be between 0 and 1")
     lo_name, hi_name = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
