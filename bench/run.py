@@ -50,7 +50,9 @@ PY = sys.executable
 # issue 17 (sparse crossed designs): InstEval samples 5x, full InstEval (ML) and the crossed set 20x.
 LME4_SPEEDUP = {"sleepstudy": 1.0, "slopes_100k": 20.0, "slopes_1m": 20.0,
                 "crossed_200k": 20.0, "insteval_like": 5.0, "insteval_20k": 5.0, "insteval_40k": 5.0,
-                "insteval_ml": 20.0}
+                "insteval_ml": 20.0,
+                # issue "Binary and count responses: glmer": at least 10 times lme4's glmer
+                "glmm_slopes_100k": 10.0, "glmm_verbagg_like": 10.0}
 SM_SPEEDUP = {"slopes_1m": 100.0}
 CRIT_RTOL = 1e-6          # mmbook criterion <= other + 1e-6 |criterion|
 MEMORY_CASE, MEMORY_RATIO, MEMORY_LIMIT = "slopes_10m", 3.0, 24 * 2**30
@@ -169,7 +171,7 @@ def run_lme4(case, timeout):
         del df
         rc, out, err, peak, wall = run_child(
             ["Rscript", str(HERE / "lme4_fit.R"), tmp, case.formula, "TRUE" if case.REML else "FALSE",
-             str(case.runs_lme4)],
+             str(case.runs_lme4), case.family],
             timeout)
     if rc != 0:
         return {"status": failure(rc, err, timeout)}

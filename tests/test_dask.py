@@ -132,6 +132,10 @@ def test_clear_errors():
     from mmbook.engine.design import model_frame
     with pytest.raises(TypeError, match="only by mmbook.lmer"):
         model_frame("y ~ x + (1 | g)", ddf)
+    # a GLMM's PIRLS iterations reweight the rows again and again: no Dask path
+    ddf["b"] = ddf["y"] > 1
+    with pytest.raises(TypeError, match="glmer needs the data in memory"):
+        mmbook.glmer("b ~ x + (1 | g)", ddf, family="binomial")
 
 
 def test_factor_of_a_number_and_a_categorical_column():

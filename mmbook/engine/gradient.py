@@ -42,7 +42,7 @@ two of the criterion alone, where finite differences cost one per
 parameter. The formula divides by ``T_k``; at ``theta_k = 0`` of a scalar
 term the derivative is 0 (the criterion is even in ``theta_k``), and where a
 larger ``T_k`` is singular the caller falls back to finite differences
-(:func:`objective_gradient` returns None).
+(:func:`objective_gradient` returns no gradient).
 
 The derivation is self-contained (it uses only the definitions of Bates et
 al. 2015, section 3); tests/test_gradient.py checks it against
@@ -65,7 +65,7 @@ _MAX_DENSE_J = 40_000_000
 
 
 def objective_gradient(pls, theta):
-    """The criterion and its gradient at ``theta``, or None where the analytic form does not apply.
+    """The criterion and its gradient at ``theta`` (the gradient None where the analytic form does not apply).
 
     Parameters
     ----------
@@ -74,16 +74,17 @@ def objective_gradient(pls, theta):
 
     Returns
     -------
-    (float, ndarray) or None
+    (float, ndarray or None)
         ``f(theta)`` (``inf`` where it is undefined, with a zero gradient)
-        and ``df/dtheta``; None where the sparse factor is in use (its
-        evaluations are cheap enough for finite differences), a ``T_k`` of
-        a vector-valued term is singular, or the first term's dense block
-        would be too large.
+        and ``df/dtheta``; the gradient is None (use finite differences)
+        where the sparse factor is in use (its evaluations are cheap enough
+        for them), a ``T_k`` of a vector-valued term is singular, or the
+        first term's dense block would be too large. This is the protocol of
+        ``fgrad`` in :func:`mmbook.engine.optimize.minimize_theta`.
     """
     theta = np.asarray(theta, dtype=float)
     if pls.uses_sparse_factor(theta):
-        return None
+        return pls.objective(theta), None
     try:
         F = pls.factor(theta)
         if not F.is_valid():
@@ -96,7 +97,7 @@ def objective_gradient(pls, theta):
         return np.inf, np.zeros_like(theta)
     sums = _level_sums_of_V(pls, theta, F)
     if sums is None:
-        return None
+        return float(f), None
     nu_r2 = pls.response.dof / F.pwrss
     grad = np.empty_like(theta)
     for k, t in enumerate(pls.terms):
@@ -112,7 +113,7 @@ def objective_gradient(pls, theta):
         elif t.q == 1:
             G = np.zeros((1, 1))  # the criterion is even in a scalar theta_k: zero slope at 0
         else:
-            return None
+            return float(f), None
         cols, rows = np.triu_indices(t.q)  # column-major lower triangle, theta's order
         grad[o0:o1] = G[rows, cols]
     return float(f), grad

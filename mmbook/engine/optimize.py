@@ -78,7 +78,7 @@ def _hessian(f, x, h, f0):
 
 
 def _hessian_from_gradients(analytic, x, idx, z, h):
-    """Gradient and Hessian on the free components ``idx`` from analytic gradients, or None."""
+    """Gradient and Hessian on the free components ``idx`` from exact gradients, or None."""
     def grad(zz):
         xx = x.copy()
         xx[idx] = zz
@@ -135,23 +135,20 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         ``polish_max_params`` parameters), keeping a step only if it lowers
         ``f``.
     fgrad : callable, optional
-        ``fgrad(theta) -> (f, gradient)``, the criterion with its analytic
-        gradient (:func:`mmbook.engine.gradient.objective_gradient`), or None
-        at points where it does not apply; finite differences are used
-        there and without ``fgrad``. With it, the polish's Hessian is formed
-        from central differences of gradients. ``nfev`` counts both kinds
-        of evaluation.
+        ``fgrad(theta) -> (f(theta), gradient or None)``: an exact gradient to use instead of
+        finite differences (where it returns None, finite differences are used), e.g.
+        :func:`mmbook.engine.gradient.objective_gradient`. With it, the polish's Hessian is
+        formed from central differences of gradients. ``nfev`` counts both kinds of evaluation.
     """
     fc = _Counted(f)
-    fg = _Counted(fgrad) if fgrad is not None else None
 
     def analytic(x):
-        if fg is None:
+        """``(f, gradient)`` where the exact gradient is available, else None."""
+        if fgrad is None:
             return None
-        r = fg(x)
-        if r is None:
-            fg.n -= 1  # not evaluated: nothing computed
-        return r
+        fc.n += 1
+        r = fgrad(x)
+        return None if r[1] is None else r
     lower = np.asarray(lower, dtype=float)
     upper_ = np.full_like(lower, np.inf) if upper is None else np.asarray(upper, dtype=float)
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper_)]
@@ -165,11 +162,12 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         for xc, fcached, gc in recent:
             if np.all(np.abs(x - xc) <= 1e-12 * (1.0 + np.abs(xc))):
                 return fcached, gc.copy()
-        r = analytic(x)
-        if r is not None:
-            f0, g = r
+        if fgrad is not None:  # the criterion with its exact gradient (g None: not available here)
+            fc.n += 1
+            f0, g = fgrad(x)
         else:
-            f0 = fc(x)
+            f0, g = fc(x), None
+        if g is None:
             g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
         recent.append((x.copy(), f0, g))
         del recent[:-16]
@@ -179,7 +177,7 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
     # The gradient's rounding noise and the criterion's curvature both grow with the criterion
     # (with n), so the gradient tolerance does too: below it, line searches only chase noise.
     f_start, _ = fun_and_grad(theta0)
-    if np.isfinite(f_start):
+    if np.isfinite(f_start) and fgrad is None:
         gtol = max(gtol, 1e-8 * abs(f_start))
     res = minimize(fun_and_grad, theta0, jac=True, method="L-BFGS-B",
                    bounds=bounds, options=dict(ftol=ftol, gtol=gtol, maxiter=maxiter, maxcor=20))
@@ -221,7 +219,7 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
                 h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
                 if np.any(z - h < lower[idx]) or np.any(z + h > upper_[idx]):
                     break
-                gH = _hessian_from_gradients(analytic, x, idx, z, h) if fg is not None else None
+                gH = _hessian_from_gradients(analytic, x, idx, z, h) if fgrad is not None else None
                 g, H = gH if gH is not None else _hessian(fsub, z, h, fsub(z))
                 try:
                     step = np.linalg.solve(H, g)
@@ -238,5 +236,4 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
                 x[idx] = z
                 if improvement < 1e-13 * max(1.0, abs(fx)) and np.max(np.abs(step)) < 1e-9:
                     break
-    nfev = fc.n + (fg.n if fg is not None else 0)
-    return OptimizeResult(theta=x, fun=float(f(x)), nfev=nfev, converged=not messages, messages=messages)
+    return OptimizeResult(theta=x, fun=float(f(x)), nfev=fc.n, converged=not messages, messages=messages)

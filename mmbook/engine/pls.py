@@ -46,11 +46,12 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .crossprod import GramPattern, RestProducts
 from .design import ModelFrame, RandomTerm
 from .gradient import objective_gradient
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 from .response import GaussianResponse
-from .sparse import sparse_schur, unique_keys
+from .sparse import sparse_schur
 
 __all__ = ["PLS", "PLSSolution", "BlockedFactor", "CrossProducts", "cross_products"]
 
@@ -273,11 +274,26 @@ class PLS:
             self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
             self._rest_scalar = all(t.q == 1 for t in self.rest)
         self.sqrtw = None
+        self._rest_products = self._gram_structure = None
+        self._XF = np.asfortranarray(self.X, dtype=float)
+        self._z1F = np.asfortranarray(t1.z, dtype=float)
+        # rows sorted by the first term's levels (longitudinal data usually are): runs of rows
+        refs = t1.refs
+        sorted_refs = refs.size and bool(np.all(refs[1:] >= refs[:-1])) and refs[0] == 0 and refs[-1] == self.m1 - 1
+        starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]]) if sorted_refs else None
+        self._level_starts = starts if starts is not None and len(starts) == self.m1 else None
         self.reweight(sqrtw)
 
     @property
     def REML(self) -> bool:
         return self.response.REML
+
+    def _level_sums(self, x: np.ndarray) -> np.ndarray:
+        """Sums of ``x`` over the rows of each level of the first term: contiguous runs
+        (``np.add.reduceat``) when the rows are sorted by level, else ``np.bincount``."""
+        if self._level_starts is not None:
+            return np.add.reduceat(x, self._level_starts)
+        return np.bincount(self.terms[0].refs, x, minlength=self.m1)
 
     # -------------------------------------------------------- cross-products
     def reweight(self, sqrtw=None, y=None) -> "PLS":
@@ -300,22 +316,66 @@ class PLS:
         if y is not None:
             self.y = np.asarray(y, dtype=float)
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
-        return self.set_cross_products(cross_products(self.terms, self.X, self.y, self.sqrtw))
+        w = self.sqrtw
+        # column-major copies: every product below reads whole columns
+        n, p = self.n, self.p
+        XY = np.empty((n, p + 1), order="F")
+        XY[:, :p] = self._XF
+        XY[:, p] = self.y
+        if w is not None:
+            XY *= w[:, None]
+        self._XY = XY
+        self.Axyxy = XY.T @ XY
+        self._gram = None
+
+        # first term: block diagonal, one sum per level and pair of columns
+        m1, q1 = self.m1, self.q1
+        z1 = self._z1F if w is None else self._z1F * w[:, None]
+        A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
+        for a in range(q1):
+            for b in range(a + 1):
+                A11[a, b] = A11[b, a] = self._level_sums(z1[:, a] * z1[:, b])
+        self.A11 = A11
+        A1xy = np.empty((q1, self.p + 1, m1))
+        for a in range(q1):
+            for c in range(self.p + 1):
+                A1xy[a, c] = self._level_sums(z1[:, a] * XY[:, c])
+        self.A1xy = A1xy
+
+        # remaining terms: cross-products with everything else, at positions found on the first call
+        if self.rest:
+            if self._rest_products is None:
+                self._rest_products = RestProducts(self.terms[0], self.rest)
+            rp = self._rest_products
+            self.Ar1, self.Arr, self.Arxy = rp.products(w, XY)
+            self._rest_dense = rp.dense
+            self._gram = None
+            if self._rest_scalar and q1 == 1 and not self._rest_dense:
+                if self._gram_structure is None:
+                    self._gram_structure = GramPattern.build(self.Ar1) or False
+                if self._gram_structure:
+                    gp = self._gram_structure
+                    self._gram = (gp.matrix(self.Ar1.data), gp.indices, gp.indptr)
+        self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
+        return self
 
     def set_cross_products(self, cp: "CrossProducts") -> "PLS":
-        """Install the cross-products of ``[Z X y]`` (from :func:`cross_products`, or summed over
-        the partitions of a larger-than-memory data set) and what the factorisation derives from them."""
+        """Install cross-products of ``[Z X y]`` formed elsewhere (:func:`cross_products`, or summed
+        over the partitions of a larger-than-memory data set: :mod:`mmbook.engine.bigdata`) and what
+        the factorisation derives from them."""
         self.Axyxy, self.A11, self.A1xy = cp.Axyxy, cp.A11, cp.A1xy
         self._gram = None
         if self.rest:
             Ar1 = cp.Ar1.tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
             self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
-            self.Arr = cp.Arr.toarray()
+            self.Arr = cp.Arr.toarray() if sp.issparse(cp.Arr) else np.asarray(cp.Arr)
             self.Arxy = np.asarray(cp.Arxy)
             if self._rest_scalar and self.q1 == 1 and not self._rest_dense:
-                self._gram = _gram_pattern(Ar1)
-        self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
+                gp = GramPattern.build(Ar1)
+                if gp is not None:
+                    self._gram = (gp.matrix(Ar1.data), gp.indices, gp.indptr)
+        self._sparse, self._sparse_checked = None, False
         return self
 
     # ------------------------------------------------------------------ start
@@ -526,7 +586,7 @@ class PLS:
         return self.response.objective(*pieces)
 
     def objective_gradient(self, theta: np.ndarray):
-        """The criterion and its analytic gradient, or None (use finite differences): see :mod:`mmbook.engine.gradient`."""
+        """``(criterion, gradient)``, the gradient None where finite differences must do: see :mod:`mmbook.engine.gradient`."""
         return objective_gradient(self, theta)
 
     def analytic_gradient_pays(self) -> bool:
@@ -650,37 +710,3 @@ def _cholesky_lower(S: np.ndarray) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return U.T
-
-
-def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):
-    """Precompute ``A diag(w) A'`` as a linear map of ``w``.
-
-    Every entry ``(i, j)``, ``i >= j``, of the lower triangle is
-    ``sum_l A[i, l] A[j, l] w_l``; collecting the products ``A[i, l] A[j, l]``
-    once gives a sparse matrix ``M`` (one row per structural non-zero) and
-    the values for any ``w`` are ``M @ w``. Returns ``(M, indices, indptr)``
-    of the lower triangle's CSR pattern, or None when the pattern is too big.
-    """
-    Ac = A.tocsc()
-    Ac.sort_indices()
-    m = Ac.shape[1]
-    nnz_col = np.diff(Ac.indptr)
-    counts_per_entry = np.arange(Ac.nnz) - np.repeat(Ac.indptr[:-1], nnz_col) + 1  # partners j <= i
-    total = int(counts_per_entry.sum())
-    if total > max_entries:
-        return None
-    I = np.repeat(np.arange(Ac.nnz), counts_per_entry)
-    start = np.repeat(np.repeat(Ac.indptr[:-1], nnz_col), counts_per_entry)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts_per_entry) - counts_per_entry, counts_per_entry)
-    J = start + offset
-    rows, cols = Ac.indices[I], Ac.indices[J]
-    n = A.shape[0]
-    key = rows.astype(np.int64) * n + cols
-    uniq, inv = unique_keys(key, n * n)
-    # entries come column by column of A: M is built in CSC form directly
-    per_col = np.bincount(np.repeat(np.arange(m), nnz_col), weights=counts_per_entry, minlength=m)
-    M_indptr = np.concatenate([[0], np.cumsum(per_col.astype(np.int64))])
-    M = sp.csc_matrix((Ac.data[I] * Ac.data[J], inv, M_indptr), shape=(len(uniq), m))
-    urow, ucol = uniq // n, uniq % n
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
-    return M, ucol.astype(np.int32), indptr
