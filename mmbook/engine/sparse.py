@@ -123,6 +123,7 @@ class SparseSchur:
         if not (np.array_equal(colptr, expected) and np.array_equal(rowind, self.rows)):
             raise RuntimeError("cvxopt stored the pattern in an unexpected order")  # pragma: no cover
         self.F = None
+        self._perm = None
         self.nnz_factor = 0
         self.flops_sparse = self.flops_dense = np.inf
 
@@ -202,9 +203,12 @@ class SparseSchur:
             _cholmod.options["supernodal"] = 2
             _cholmod.numeric(A, self.F)
             d = np.asarray(_cholmod.diag(self.F)).ravel()
-            B = cvxopt.matrix(np.asfortranarray(S_rz.T))
-            _cholmod.solve(self.F, B, sys=7)  # B <- P B
-            _cholmod.solve(self.F, B, sys=4)  # B <- L^{-1} B
+            if self._perm is None:  # the fill-reducing permutation: P b = b[perm]
+                e = cvxopt.matrix(np.arange(self.n, dtype=float))
+                _cholmod.solve(self.F, e, sys=7)
+                self._perm = np.asarray(e).ravel().astype(np.int64)
+            B = cvxopt.matrix(np.asfortranarray(S_rz.T[self._perm]))
+            _cholmod.solve(self.F, B, sys=4)  # B <- L^{-1} P S_rz'
         except ArithmeticError:
             raise np.linalg.LinAlgError("matrix is not positive definite") from None
         finally:
