@@ -127,6 +127,12 @@ def test_clear_errors():
     b = mmbook.lmer("y ~ x + (1 | g)", ddf)
     with pytest.raises(NotImplementedError, match="rows in memory"):
         b.simulate()
+    with pytest.raises(NotImplementedError, match="rows in memory"):
+        b.X
+    with pytest.raises(NotImplementedError, match="method='Wald'"):
+        b.confint()
+    a = mmbook.lmer("y ~ x + (1 | g)", d)
+    pd.testing.assert_frame_equal(b.confint(method="Wald"), a.confint(method="Wald"), rtol=1e-7)
     with pytest.raises(TypeError, match="pandas DataFrame"):
         mmbook.lm("y ~ x", ddf)
     from mmbook.engine.design import model_frame

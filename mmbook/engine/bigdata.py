@@ -506,10 +506,12 @@ class DaskLmerFit(LmerFit):
     """A fit from a Dask DataFrame: :class:`~mmbook.engine.fit.LmerFit` whose row-wise results are Dask Series.
 
     Everything computed from the cross-products (``fixef``, ``vcov``, ``sigma``, ``theta``,
-    ``varcorr``, ``ranef``, ``coef``, ``loglik``, ``summary``, profile ``confint``) works as for a
-    pandas fit. ``fitted``, ``residuals``, ``scaled_residuals`` and ``predict`` return Dask Series
-    (call ``.compute()``). Refitting to new data, ``update``, ``simulate`` and the bootstrap need
-    the rows in memory and raise ``NotImplementedError``.
+    ``varcorr``, ``ranef``, ``ranef_condvar``, ``coef``, ``loglik``, ``aic``, ``summary``,
+    ``tidy``, ``glance``, Wald ``confint``, ``refit_ml``, ``Lambda``, ``L``, ``RX``, ``u``, ``b``)
+    works as for a pandas fit. ``fitted``, ``residuals``, ``scaled_residuals`` and ``predict``
+    return Dask Series (call ``.compute()``). What needs the rows again (the model matrices ``X``,
+    ``Z``, ``y``; profile and bootstrap intervals, ``anova``, ``drop1``, ``update``,
+    ``simulate``) raises ``NotImplementedError``.
     """
 
     plan: object = None
@@ -567,10 +569,24 @@ class DaskLmerFit(LmerFit):
 
     def _needs_rows(self, *args, **kwargs):
         raise NotImplementedError("this needs the rows in memory: a fit from a Dask DataFrame supports the "
-                                  "estimates, fitted values, residuals and predictions (compute the frame and "
-                                  "fit it with pandas for the rest)")
+                                  "estimates, Wald intervals, fitted values, residuals and predictions (compute "
+                                  "the frame and fit it with pandas for the rest)")
 
-    update = simulate = _needs_rows
+    update = simulate = profile = anova = drop1 = resid = _needs_rows
+    X = y = Z = Zt = flist = mu = property(_needs_rows)
+
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None, **kwargs):
+        """Wald intervals; profile (lme4's default) and bootstrap intervals need the rows in memory.
+
+        Raises
+        ------
+        NotImplementedError
+            ``method`` is not ``"Wald"``.
+        """
+        if method != "Wald":
+            raise NotImplementedError(f"confint(method={method!r}) needs the rows in memory; a fit from a Dask "
+                                      "DataFrame gives confint(method='Wald')")
+        return super().confint(method=method, level=level, parm=parm, **kwargs)
 
 
 class _WithQuantiles:
