@@ -85,6 +85,19 @@ def dask_markdown(path):
     return "\n".join(lines)
 
 
+def dask_fit_line(path):
+    """Least-squares line ``time = a + b * rows`` through the Dask runs: ``(a seconds, b seconds per
+    million rows, the passes' share)``."""
+    import numpy as np
+
+    d = json.loads(Path(path).read_text())
+    ok = sorted((int(n), r) for n, r in d.items() if r.get("status") == "ok")
+    rows = np.array([n / 1e6 for n, _ in ok])
+    wall = np.array([r["wall_s"] for _, r in ok])
+    b, a = np.polyfit(rows, wall, 1)
+    return float(a), float(b), ok
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0]) if argv else DEFAULT
@@ -106,6 +119,12 @@ def main(argv=None):
     if dask_path.exists():
         print("\n## dask\n")
         print(dask_markdown(dask_path))
+        a, b, ok = dask_fit_line(dask_path)
+        print(f"\nline: time = {a:.1f} s + {b:.3f} s per million rows")
+        for n, r in ok:
+            t = r.get("timings", {})
+            print(f"{n:,}: passes {t.get('levels_s', 0):.1f} + {t.get('cross_products_s', 0):.1f} s, fit "
+                  f"{t.get('fit_s', 0):.1f} s, load {r['loadavg']}")
 
 
 if __name__ == "__main__":

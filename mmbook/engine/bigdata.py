@@ -334,6 +334,8 @@ def lmer_dask(formula: str, ddf, REML: bool = True, control=None, start=None) ->
     fit = fit_model(mf, fit_class=DaskLmerFit, REML=REML, control=control, start=start, data=ddf, pls=pls,
                     stacklevel=4)
     fit.plan = plan
+    clock.append(time.perf_counter())
+    fit.timings = dict(zip(("levels_s", "cross_products_s", "fit_s"), np.diff(clock).tolist()))
     return fit
 
 
