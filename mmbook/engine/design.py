@@ -313,6 +313,16 @@ class RandomTerm:
         rows, cols = _tril_colmajor(self.q)
         return np.where(rows == cols, 1.0, 0.0)
 
+    @property
+    def structure(self) -> str:
+        """Covariance structure of ``T``: ``"general"`` (lower triangular, lme4's)."""
+        return "general"
+
+    def lambda_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Structural non-zeros of ``T`` within one level: rows, columns and ``theta_k`` index of each."""
+        rows, cols = _tril_colmajor(self.q)
+        return rows, cols, np.arange(self.ntheta)
+
     def Z(self) -> sp.csr_matrix:
         """Sparse ``n x (nlevels * q)`` model matrix, columns level by level
         (level 1's q columns, then level 2's, ...), as lme4 orders them."""
@@ -364,6 +374,8 @@ class ModelFrame:
     n_dropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     x_spec: object = None  # formulaic ModelSpec of X (for new data)
+    smooths: list = field(default_factory=list)  # MixedSmooth of each s() term (mmbook.engine.smooth)
+    residual: object = None  # ResidualCorrelation of the residuals (mmbook.engine.residual), or None
 
     @property
     def n(self) -> int:

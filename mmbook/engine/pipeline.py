@@ -31,6 +31,8 @@ The model is
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -38,6 +40,9 @@ from .control import LmerControl, blas_threads
 from .design import ModelFrame, model_frame
 from .fit import LmerFit
 from .formula import parse_formula
+from .gls import drop_incomplete, rows_used
+from .residual import check_nesting, parse_residual, residual_correlation
+from .smooth import add_smooths, split_smooths
 from .stages import check_control, fit_model
 from .update import FitCall
 
@@ -45,7 +50,7 @@ __all__ = ["lmer", "build_model_frame"]
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
-         start: np.ndarray | None = None) -> LmerFit:
+         start: np.ndarray | None = None, residual: str | None = None) -> LmerFit:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Parameters
@@ -60,6 +65,20 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         Starting ``theta``. Default: a moment estimate for random-intercept
         terms (:meth:`mmbook.engine.pls.PLS.moment_start`) and lme4's start
         (1 on the diagonal of ``T``, 0 below it) for the others.
+    residual : str, optional
+        Correlated residuals within clusters (nlme's ``correlation``):
+        ``"ar1(t | g)"`` (``corr = phi^|t_i - t_j|``, nlme's ``corAR1(form =
+        ~ t | g)``: gaps in the time covariate count; ``corCAR1`` when the
+        times are not whole numbers) or ``"cs(1 | g)"`` (equal correlation
+        ``rho``, nlme's ``corCompSymm``). The parameter is estimated with
+        ``theta`` (:attr:`LmerFit.phi`, :attr:`LmerFit.rho`). The clusters
+        must be nested in the grouping factor of the first random-effects
+        term (see :mod:`mmbook.engine.residual`).
+
+    The formula may contain smooth terms ``s(x, k = 10, bs = "cr")`` (mgcv's
+    cubic regression spline), fitted as random effects with one variance
+    each (see :mod:`mmbook.engine.smooth` and :attr:`LmerFit.smooths`); a
+    model of smooths alone (``y ~ s(x)``) needs no other random term.
 
     Returns
     -------
@@ -80,23 +99,47 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, residual=residual)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, residual=None) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
+
+    Smooth terms ``s(...)`` become fixed columns and one random-effects term
+    each (:func:`mmbook.engine.smooth.add_smooths`); ``residual`` becomes
+    the model frame's residual correlation structure.
 
     Raises
     ------
     ValueError
-        The formula has no random-effects term (use :func:`mmbook.lm`).
+        The formula has no random-effects term and no smooth (use
+        :func:`mmbook.lm`, or :func:`mmbook.gls` for correlated residuals).
     """
     f = parse_formula(formula)
-    if not f.random:
+    fixed, smooths = split_smooths(f.fixed)
+    if not f.random and not smooths:
+        hint = "mmbook.gls" if residual is not None else "mmbook.lm"
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
-                         "or use mmbook.lm for a model without random effects")
-    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1)
+                         f"or use {hint} for a model without random effects")
+    spec = parse_residual(residual) if residual is not None else None
+    extra = [s.variable for s in smooths] + (spec.variables if spec else [])
+    if extra:
+        if not isinstance(data, pd.DataFrame):
+            data = pd.DataFrame(data)
+        data = drop_incomplete(data, extra, "the smooths' covariates and the residual structure",
+                               stacklevel=stacklevel + 1)
+    mf = model_frame(replace(f, fixed=fixed), data, drop_rank=True, stacklevel=stacklevel + 1)
+    if extra:  # the frame keeps the variables of the smooths and of the residual structure too
+        rows = rows_used(data, mf)
+        mf.frame = mf.frame.assign(**{v: rows[v] for v in extra if v not in mf.frame.columns})
+    if smooths:
+        mf = add_smooths(mf, smooths, stacklevel=stacklevel + 1)
+    mf.formula = f
+    if spec is not None:
+        mf.residual = residual_correlation(spec, mf.frame)
+        check_nesting(mf.residual, mf.terms[0])
+    return mf

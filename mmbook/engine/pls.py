@@ -48,6 +48,7 @@ import scipy.sparse as sp
 
 from .design import ModelFrame, RandomTerm
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
+from .residual import check_nesting
 from .response import GaussianResponse
 
 __all__ = ["PLS", "PLSSolution", "BlockedFactor"]
@@ -174,11 +175,19 @@ class PLS:
         self.response = GaussianResponse(n=self.n, p=self.p, REML=REML)
         self.X, self.y = mf.X, mf.y
 
-        # theta layout: term k owns theta[off[k]:off[k+1]]
+        # theta layout: term k owns theta[off[k]:off[k+1]]; a residual correlation's parameter follows
         sizes = [t.ntheta for t in self.terms]
         self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.ntheta = int(self.theta_offsets[-1])
         self.lower = np.concatenate([t.theta_lower() for t in self.terms])
         self.theta0 = np.concatenate([t.theta_start() for t in self.terms])
+        self.residual = getattr(mf, "residual", None)
+        self._eta, self.logdet_R = 0.0, 0.0
+        if self.residual is not None:
+            check_nesting(self.residual, self.terms[0])
+            self.lower = np.append(self.lower, -np.inf)  # eta: nlme's unconstrained scale
+            self.theta0 = np.append(self.theta0, 0.0)
+            self.logdet_R = self.residual.logdet(self._eta)
 
         t1 = self.terms[0]
         self.m1, self.q1 = t1.nlevels, t1.q
@@ -186,13 +195,28 @@ class PLS:
         self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
         if self.rest:
             self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
-            self._rest_scalar = all(t.q == 1 for t in self.rest)
+            self._rest_scalar = all(t.q == 1 or t.structure == "identity" for t in self.rest)  # diagonal Lambda
         self.sqrtw = None
         self.reweight(sqrtw)
 
     @property
     def REML(self) -> bool:
         return self.response.REML
+
+    def _whiten_at(self, theta: np.ndarray) -> None:
+        """Re-form the cross-products when ``theta`` carries a new residual correlation parameter."""
+        if self.residual is None:
+            return
+        eta = float(theta[self.ntheta])
+        if eta != self._eta:
+            if not np.isfinite(eta):
+                raise ValueError("the residual correlation parameter is not finite")
+            self._eta = eta
+            self.reweight(self.sqrtw)
+
+    def correlation(self, theta: np.ndarray) -> float:
+        """The residual correlation parameter (``phi`` or ``rho``) at ``theta`` (NaN without one)."""
+        return np.nan if self.residual is None else self.residual.value(float(theta[self.ntheta]))
 
     # -------------------------------------------------------- cross-products
     def reweight(self, sqrtw=None, y=None) -> "PLS":
@@ -218,6 +242,10 @@ class PLS:
         XY = np.column_stack([self.X, self.y])
         if w is not None:
             XY = XY * w[:, None]
+        corr = self.residual
+        if corr is not None:  # correlated residuals: rows whitened within clusters (mmbook.engine.residual)
+            XY = corr.whiten_columns(self._eta, XY)
+            self.logdet_R = corr.logdet(self._eta)
         self._XY = XY
         self.Axyxy = XY.T @ XY
 
@@ -225,6 +253,8 @@ class PLS:
         t1 = self.terms[0]
         m1, q1 = self.m1, self.q1
         z1 = t1.z if w is None else t1.z * w[:, None]
+        if corr is not None:  # the residual clusters are nested in the first term's levels (checked)
+            z1 = corr.whiten_columns(self._eta, z1)
         A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
         for a in range(q1):
             for b in range(a + 1):
@@ -243,6 +273,8 @@ class PLS:
             Z1 = t1.Z().tocsc()
             if W is not None:
                 Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
+            if corr is not None:
+                Zr, Z1 = corr.whiten_columns(self._eta, Zr), corr.whiten_columns(self._eta, Z1)
             Ar1 = (Zr.T @ Z1).tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
             self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
@@ -264,7 +296,20 @@ class PLS:
         two relations give ``theta_k = tau_k / sigma``. Other terms keep
         lme4's start. The optimum found is the same; on crossed designs it is
         reached in about half the evaluations.
+
+        With correlated residuals the correlation parameter starts at the
+        best of a few values (the criterion at each, with the start of
+        ``theta``): the criterion can have a local minimum at a small and at
+        a large correlation.
         """
+        theta = self._moment_theta()
+        if self.residual is not None:
+            crit = [(self.objective(np.append(theta[:self.ntheta], e)), i)
+                    for i, e in enumerate(self.residual.start_values)]
+            theta[self.ntheta] = self.residual.start_values[min(crit)[1]]
+        return theta
+
+    def _moment_theta(self) -> np.ndarray:
         theta = self.theta0.copy()
         icpt = [k for k, t in enumerate(self.terms)
                 if t.q == 1 and np.all(t.z[:, 0] == 1.0)]
@@ -305,14 +350,11 @@ class PLS:
         rows, cols, idx = [], [], []
         off_col, off_theta = 0, theta_start
         for t in terms:
-            r, c = np.tril_indices(t.q)
-            # theta index of each (r, c) in column-major lower-triangle order
-            order = {(int(rr), int(cc)): i for i, (cc, rr) in enumerate(zip(*np.triu_indices(t.q)))}
-            tidx = np.array([order[(int(rr), int(cc))] for rr, cc in zip(r, c)]) + off_theta
+            r, c, tidx = t.lambda_entries()
             lev = np.arange(t.nlevels)[:, None] * t.q + off_col
             rows.append((lev + r[None, :]).ravel())
             cols.append((lev + c[None, :]).ravel())
-            idx.append(np.broadcast_to(tidx, (t.nlevels, len(tidx))).ravel())
+            idx.append(np.broadcast_to(tidx + off_theta, (t.nlevels, len(tidx))).ravel())
             off_col += t.nlevels * t.q
             off_theta += t.ntheta
         return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx), off_col
@@ -344,6 +386,7 @@ class PLS:
             ``X`` is rank deficient).
         """
         theta = np.asarray(theta, dtype=float)
+        self._whiten_at(theta)
         T1 = self.T(0, theta)
         L11, W1, logdet11 = self._factor_first_term(T1)
         S, Lr1 = self._schur_complement(theta, T1, L11, W1, full)
@@ -445,7 +488,8 @@ class PLS:
             return np.inf
         if not F.is_valid():
             return np.inf
-        return self.response.objective(F.logdet_L, F.logdet_RX, F.pwrss)
+        # correlated residuals: -2 log L of the whitened rows plus log|R| (the Jacobian of W)
+        return self.response.objective(F.logdet_L, F.logdet_RX, F.pwrss) + self.logdet_R
 
     # --------------------------------------------------------------- solution
     def solve(self, theta: np.ndarray) -> PLSSolution:

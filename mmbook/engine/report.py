@@ -30,7 +30,7 @@ def _random_effects_rows(fit, digits: int = 4):
     nm.append("")
     var.append(fit.sigma ** 2)
     sd.append(fit.sigma)
-    maxq = max(t.q for t in fit.terms)
+    maxq = max(len(vc.names) for vc in fit.vc_terms)
     corr_cols = [[""] * len(grp) for _ in range(maxq - 1)]
     row = 0
     for C in corr_blocks:
@@ -59,6 +59,25 @@ def _fixef_rows(fit, digits: int = 4):
         tval = beta / se
     rows, _ = coef_matrix_cells(np.column_stack([beta, se, tval]), digits, has_p=False, tst_col=2)
     return ["Estimate", "Std. Error", "t value"], rows, list(fit.fixef.index)
+
+
+def _extra_lines(fit) -> list[str]:
+    """What mmbook adds to lme4's layout: the residual correlation and the smooth terms."""
+    out = []
+    corr = fit.mf.residual
+    if corr is not None:
+        spec = corr.spec
+        out.append(f"Residual correlation: {corr.name}, ~{spec.time or 1}{' | ' + spec.group if spec.group else ''}: "
+                   f"{corr.parameter} = {format_real([fit.correlation], 4)[0]}")
+    sm = fit.smooths if fit.mf.smooths else None
+    if sm is not None and len(sm):
+        out.append("")
+        out.append("Smooth terms (penalized splines as random effects; lambda = sigma^2 / tau^2):")
+        rows = [[str(int(r.k)), r.bs, format_real([r.edf], 4)[0],
+                 format_real([r["lambda"]], 4)[0] if np.isfinite(r["lambda"]) else "Inf"]
+                for _, r in sm.iterrows()]
+        out.extend(print_matrix(list(sm.index), ["k", "bs", "edf", "lambda"], rows))
+    return out
 
 
 def summary_text(fit, digits: int = 4) -> str:
@@ -91,6 +110,7 @@ def summary_text(fit, digits: int = 4) -> str:
     out.append(format_table(rows, header, ["l"] * len(header)))
     groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    out.extend(_extra_lines(fit))
     p = fit.mf.p
     if p:
         out.append("")

@@ -45,8 +45,8 @@ import scipy.linalg as sla
 from .design import RandomTerm
 from .formula import BarTerm, split_top_level
 
-__all__ = ["SmoothSpec", "CubicRegressionSpline", "MixedSmooth", "SmoothTerm", "parse_smooth",
-           "split_smooths", "smooth_edf"]
+__all__ = ["SmoothSpec", "CubicRegressionSpline", "MixedSmooth", "SmoothTerm", "SmoothXSpec", "parse_smooth",
+           "split_smooths", "add_smooths", "is_smooth", "smooth_edf"]
 
 _BASES = {"cr": "cubic regression spline"}
 
@@ -356,6 +356,38 @@ class MixedSmooth:
         """The random-effects columns at ``x``: ``B_c(x) U_+ diag(d_+)^{-1/2}``."""
         return self.constrained_basis(x) @ self.U_random
 
+    @staticmethod
+    def covariate_of(spec: SmoothSpec, frame: pd.DataFrame) -> np.ndarray:
+        """The covariate of ``spec`` in ``frame``.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            The column is absent, not numeric, or has missing or infinite values.
+        """
+        var = spec.variable
+        if var not in frame.columns:
+            raise KeyError(f"the data have no column {var!r} (covariate of {spec.text})")
+        col = frame[var]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise TypeError(f"the covariate {var!r} of {spec.text} must be numeric; it has dtype {col.dtype}")
+        x = col.to_numpy(dtype=float)
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"the covariate {var!r} of {spec.text} has missing or infinite values")
+        return x
+
+    def covariate(self, frame: pd.DataFrame) -> np.ndarray:
+        """The covariate's values in ``frame`` (see :meth:`covariate_of`)."""
+        return self.covariate_of(self.spec, frame)
+
+    def fixed_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """:meth:`fixed` at the covariate's values in ``frame``."""
+        return self.fixed(self.covariate(frame))
+
+    def random_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """:meth:`random` at the covariate's values in ``frame``."""
+        return self.random(self.covariate(frame))
+
     def coefficients(self, beta_fixed, b) -> np.ndarray:
         """mgcv's coefficients ``beta_c`` (length ``k - 1``) of the constrained basis."""
         return self.U_fixed @ np.atleast_1d(beta_fixed) + self.U_random @ np.asarray(b)
@@ -372,17 +404,29 @@ class SmoothBasisSpec:
         self.column_names = smooth.fixed_names if part == "fixed" else smooth.random_names
 
     def get_model_matrix(self, frame: pd.DataFrame, na_action="raise") -> pd.DataFrame:
-        var = self.smooth.spec.variable
-        if var not in frame.columns:
-            raise KeyError(f"newdata has no column {var!r} (covariate of {self.smooth.spec.text})")
-        try:
-            x = frame[var].to_numpy(dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(f"the covariate {var!r} of {self.smooth.spec.text} must be numeric") from None
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"newdata's {var!r} has missing or infinite values")
-        M = self.smooth.fixed(x) if self.part == "fixed" else self.smooth.random(x)
+        M = self.smooth.fixed_matrix(frame) if self.part == "fixed" else self.smooth.random_matrix(frame)
         return pd.DataFrame(M, columns=self.column_names, index=frame.index)
+
+
+class SmoothXSpec:
+    """Builds ``X`` for new data: the parametric columns (their own spec), then each smooth's fixed columns.
+
+    ``keep`` lists the names of the columns the fit kept (a smooth's linear
+    column is dropped when ``X`` already has the covariate).
+    """
+
+    def __init__(self, inner, smooths: list, keep: list[str]):
+        self.inner, self.smooths, self.keep = inner, list(smooths), list(keep)
+        self.column_names = list(keep)
+
+    def get_model_matrix(self, frame: pd.DataFrame, na_action="raise") -> pd.DataFrame:
+        from .design import model_matrix
+
+        X, names = model_matrix(self.inner, frame, "fixed-effects model matrix")
+        cols = [X] + [ms.fixed_matrix(frame) for ms in self.smooths]
+        names = list(names) + [nm for ms in self.smooths for nm in ms.fixed_names]
+        df = pd.DataFrame(np.column_stack(cols), columns=names, index=frame.index)
+        return df[[c for c in self.keep if c in df.columns]]
 
 
 @dataclass
@@ -426,6 +470,39 @@ class SmoothTerm(RandomTerm):
         bar = BarTerm(expr="0 + " + " + ".join(smooth.random_names), group=label, text=f"Xr | {label}")
         return cls(bar=bar, group=label, refs=np.zeros(len(z), dtype=np.int64), levels=["1"], z=z,
                    cnames=smooth.random_names, spec=SmoothBasisSpec(smooth, "random"), smooth=smooth)
+
+
+def add_smooths(mf, specs: list[SmoothSpec], stacklevel: int = 2):
+    """A model frame with the smooths of ``specs`` added: fixed columns to ``X``, one term each.
+
+    The smooths' covariates are read from ``mf.frame``. Their fixed
+    columns follow the parametric ones (named ``s(x)Fx1``, as mgcv's
+    ``gamm``); one that duplicates a parametric column (``y ~ x + s(x)``)
+    is dropped with lme4's rank-deficiency warning. The terms follow the
+    other random-effects terms, in the order written.
+    """
+    from dataclasses import replace
+    import warnings
+
+    from .design import drop_rank_deficient
+
+    built, xs = [], []
+    for sp_ in specs:
+        x = MixedSmooth.covariate_of(sp_, mf.frame)
+        built.append(MixedSmooth.of(sp_, x))
+        xs.append(x)
+    X = np.column_stack([mf.X] + [ms.fixed(x) for ms, x in zip(built, xs)])
+    names = list(mf.xnames) + [nm for ms in built for nm in ms.fixed_names]
+    X, names, dropped = drop_rank_deficient(X, names)
+    if dropped:
+        k = len(dropped)
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
+                      f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} ({', '.join(dropped)})",
+                      UserWarning, stacklevel=stacklevel + 1)
+    terms = list(mf.terms) + [SmoothTerm.of(ms, x) for ms, x in zip(built, xs)]
+    return replace(mf, X=np.ascontiguousarray(X), xnames=names, terms=terms, smooths=built,
+                   x_spec=SmoothXSpec(mf.x_spec, built, names),
+                   dropped_columns=list(mf.dropped_columns) + dropped)
 
 
 def is_smooth(term) -> bool:

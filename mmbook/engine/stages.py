@@ -72,6 +72,17 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
         raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
     opt = minimize_theta(pls.objective, theta0, pls.lower, grad_step=control.grad_step,
                          ftol=control.ftol, gtol=control.gtol, polish=control.polish, central=control.central)
+    if getattr(pls, "residual", None) is not None and start is None:
+        # a correlation parameter and the variances can trade off: local minima at a small and a
+        # large correlation are common (sleepstudy with random slopes), so start from several values
+        for eta in pls.residual.start_values:
+            if eta == theta0[-1]:
+                continue
+            other = minimize_theta(pls.objective, np.append(theta0[:-1], eta), pls.lower, grad_step=control.grad_step,
+                                   ftol=control.ftol, gtol=control.gtol, polish=control.polish, central=control.central)
+            if other.fun < opt.fun:
+                other.nfev += opt.nfev
+                opt = other
     if not np.isfinite(opt.fun):
         raise RuntimeError("the optimizer found no finite value of the criterion: the model cannot be "
                            "fitted to these data (check for constant or collinear columns)")

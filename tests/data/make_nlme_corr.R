@@ -64,7 +64,7 @@ summ <- function(fit, name, dname, formula, residual, REML, call, kind, note = "
   par <- coef(cs, unconstrained = FALSE)
   out <- list(name = name, data = dname, formula = formula, residual = residual, REML = REML,
               kind = kind, call = call, note = note,
-              logLik = as.numeric(logLik(fit)), criterion = -2 * as.numeric(logLik(fit)),
+              logLik = as.numeric(logLik(fit)), AIC = AIC(fit), BIC = BIC(fit), criterion = -2 * as.numeric(logLik(fit)),
               corr_parameter = names(par), corr_value = unname(par),
               fixef = as.list(if (kind == "gls") coef(fit) else fixef(fit)),
               vcov = unname(vcov(fit)), sigma = fit$sigma,
