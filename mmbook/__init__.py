@@ -28,6 +28,8 @@ _EXPORTS = {
     "load_sleepstudy": "mmbook.data",
     "lm": "mmbook.rcompat.lm",
     "lmer": "mmbook.engine.pipeline",
+    "gls": "mmbook.engine.gls",
+    "GlsFit": "mmbook.engine.gls",
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
     "anova": "mmbook.engine.lrt",

@@ -197,6 +197,11 @@ class GlsFit:
         return self.correlation
 
     @property
+    def pwrss(self) -> float:
+        """Residual sum of squares of the whitened model, ``r^2 = ||W (y - X beta)||^2``."""
+        return self._pieces.pwrss
+
+    @property
     def sigma(self) -> float:
         """Residual standard deviation: ``sqrt(r^2 / (n - p))`` (REML) or ``sqrt(r^2 / n)`` (ML)."""
         d = self.nobs - self.mf.p if self.REML else self.nobs

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -173,8 +175,8 @@ def drop1(fit, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
     formula = fit.call.args["formula"] if getattr(fit, "call", None) is not None else fit.formula
     terms = fixed_terms(formula)
     labels = [t[0] for t in terms]
-    if scope is None:
-        scope = _drop_scope(terms)
+    if scope is None:  # smooth terms s(x) are not fixed-effects terms: not dropped unless named
+        scope = [s for s in _drop_scope(terms) if not re.match(r"s\s*\(", s)]
     else:
         scope = [scope] if isinstance(scope, str) else list(scope)
         bad = [s for s in scope if s not in labels]

@@ -24,6 +24,8 @@ import pandas as pd
 
 from .design import factor_codes, model_matrix
 from .formula import BarTerm, parse_formula
+from .residual import residual_correlation
+from .smooth import is_smooth
 
 __all__ = ["predict", "simulate", "simulate_matrix", "re_form_terms", "normal_draws", "as_rng"]
 
@@ -97,6 +99,24 @@ def _level_positions(levels, frame: pd.DataFrame, group: str, what: str, allow_n
     return pos, codes, labels
 
 
+def _positions(t, frame: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+    """Each row's level of term ``t`` in ``frame`` (-1: a new level); a smooth's one level for every row."""
+    if is_smooth(t):
+        return np.zeros(len(frame), dtype=np.int64)
+    return _level_positions(t.levels, frame, t.group, f"({t.bar.text})", allow_new_levels)[0]
+
+
+def _smooth_part(fit, frame: pd.DataFrame | None) -> np.ndarray:
+    """``sum_s Z_s b_s``: the smooths' penalized parts (part of every prediction, whatever ``re_form``)."""
+    n = fit.nobs if frame is None else len(frame)
+    eta = np.zeros(n)
+    for t, g in zip(fit.terms, fit.gamma):
+        if is_smooth(t):
+            z = t.z if frame is None else t.smooth.random_matrix(frame)
+            eta += z @ g[0]
+    return eta
+
+
 def _term_columns(fit, bar: BarTerm, frame: pd.DataFrame):
     """The columns of ``bar`` on ``frame`` with their names; the fitted term's spec when it is one."""
     for t in fit.terms:
@@ -161,8 +181,10 @@ def predict(fit, newdata: pd.DataFrame | None = None, re_form="all", allow_new_l
         eta = fit.mf.X @ fit.beta
         if bars is None:
             eta = eta + fit.Zgamma()
-        elif bars:
-            eta = eta + _re_contribution(fit, fit.mf.frame, bars, allow_new_levels=False)
+        else:
+            eta = eta + _smooth_part(fit, None)
+            if bars:
+                eta = eta + _re_contribution(fit, fit.mf.frame, bars, allow_new_levels=False)
         return pd.Series(eta, index=fit.mf.frame.index, name="predicted")
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
@@ -173,12 +195,14 @@ def predict(fit, newdata: pd.DataFrame | None = None, re_form="all", allow_new_l
     if bars is None:
         for t, g in zip(fit.terms, fit.gamma):
             z, _ = model_matrix(t.spec, newdata, f"random-effects model matrix of ({t.bar.text}) for newdata")
-            pos, _, _ = _level_positions(t.levels, newdata, t.group, f"({t.bar.text})", allow_new_levels)
+            pos = _positions(t, newdata, allow_new_levels)
             new = pos < 0
             contrib = np.einsum("nq,nq->n", z, g[np.where(new, 0, pos)])
             eta = eta + np.where(new, 0.0, contrib)
-    elif bars:
-        eta = eta + _re_contribution(fit, newdata, bars, allow_new_levels)
+    else:
+        eta = eta + _smooth_part(fit, newdata)
+        if bars:
+            eta = eta + _re_contribution(fit, newdata, bars, allow_new_levels)
     return pd.Series(eta, index=newdata.index, name="predicted")
 
 
@@ -221,8 +245,8 @@ def _simulated_terms(fit, frame: pd.DataFrame, on_fit_frame: bool, allow_new_lev
     """
     out = []
     for k, t in enumerate(fit.terms):
-        if cond is None or any(_same_bar(t.bar, b) for b in cond):
-            continue
+        if cond is None or any(_same_bar(t.bar, b) for b in cond) or is_smooth(t):
+            continue  # conditioned on (a smooth is part of the mean: held at its estimate)
         if on_fit_frame:
             out.append((k, t.refs, t.z, t.nlevels))
             continue
@@ -267,6 +291,11 @@ def simulate_matrix(fit, nsim: int, rng, re_form=None, newdata: pd.DataFrame | N
             bk = uk @ fit.T(k).T  # (nsim, nl, q): Lambda u per level
             reff += np.einsum("nq,snq->sn", z, bk[:, refs, :])
     e = normal_draws(rng, nsim * n).reshape(nsim, n)
+    corr = fit.mf.residual
+    if corr is not None:  # correlated residuals: e = W^{-1} (independent draws)
+        if not on_fit_frame:
+            corr = residual_correlation(corr.spec, frame, estimate=False)
+        e = corr.color(float(fit.opt.theta[sum(t.ntheta for t in fit.terms)]), e.T).T
     return eta[:, None] + fit.sigma * (reff + e).T
 
 

@@ -166,6 +166,21 @@ class ResidualCorrelation:
         """``R_c``: the correlation matrix of one cluster's rows (in the data's order)."""
         raise NotImplementedError
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ordered pairs of rows ``(i, j)`` in the same cluster (both orders, and ``i == j``)."""
+        order = np.argsort(self.codes, kind="stable")
+        sz = self.sizes[self.codes[order]]
+        start = np.repeat(np.concatenate([[0], np.cumsum(self.sizes)[:-1]]), self.sizes)
+        i = np.repeat(np.arange(self.n), sz)
+        first = np.repeat(np.cumsum(sz) - sz, sz)
+        j = start[i] + (np.arange(len(i)) - first)
+        return order[i], order[j]
+
+    def full_matrix(self, eta: float) -> sp.csr_matrix:
+        """``R``: the ``n x n`` correlation matrix of all residuals (block diagonal by cluster), sparse."""
+        i, j = self.pairs()
+        return sp.csr_matrix((self.pair_values(eta, i, j), (i, j)), shape=(self.n, self.n))
+
     def summary_line(self, eta: float) -> str:
         return f"Correlation structure: {self.name} ({self.spec.text}), {self.parameter} = {self.value(eta):.4f}"
 
@@ -226,6 +241,11 @@ class AR1(ResidualCorrelation):
         return float(np.log(phi / (1.0 - phi)))
 
     @property
+    def bounds(self) -> tuple[float, float]:
+        """The range of ``phi``: (-1, 1), or (0, 1) for continuous times."""
+        return (-1.0, 1.0) if self.integer else (0.0, 1.0)
+
+    @property
     def start_values(self) -> list[float]:
         phis = [0.0, 0.3, 0.6, 0.9, -0.3] if self.integer else [0.2, 0.5, 0.8]
         return [self.eta_of(p) for p in phis]
@@ -269,6 +289,10 @@ class AR1(ResidualCorrelation):
         out = spla.spsolve(self.W(eta).tocsc(), np.asarray(E, dtype=float))
         return out.reshape(np.shape(E))
 
+    def pair_values(self, eta: float, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """``R_ij = phi^|t_i - t_j|`` for rows ``i``, ``j`` of one cluster."""
+        return np.power(self.value(eta), np.abs(self.time[i] - self.time[j]))
+
     def matrix(self, eta: float, cluster=0) -> np.ndarray:
         c = self.labels.index(str(cluster)) if not isinstance(cluster, (int, np.integer)) else int(cluster)
         t = self.time[self.codes == c]
@@ -281,12 +305,12 @@ class CompoundSymmetry(ResidualCorrelation):
     name = "compound symmetry"
     parameter = "rho"
 
-    def __init__(self, spec: ResidualSpec, frame: pd.DataFrame):
+    def __init__(self, spec: ResidualSpec, frame: pd.DataFrame, estimate: bool = True):
         super().__init__(spec, frame)
         self.maxn = int(self.sizes.max())
-        if self.maxn < 2:
+        if self.maxn < 2 and estimate:
             raise ValueError(f"residual={spec.text!r}: every cluster has one row; there is no correlation to estimate")
-        self.lower = -1.0 / (self.maxn - 1)
+        self.lower = -1.0 / (self.maxn - 1) if self.maxn > 1 else -1.0
         self.row_sizes = self.sizes[self.codes].astype(float)
         self.C = sp.csr_matrix((np.ones(self.n), (np.arange(self.n), self.codes)),
                                shape=(self.n, len(self.labels)))
@@ -300,6 +324,11 @@ class CompoundSymmetry(ResidualCorrelation):
         if not self.lower < rho < 1.0:
             raise ValueError(f"rho must be in ({self.lower:.4g}, 1), got {rho}")
         return float(np.log((rho - self.lower) / (1.0 - rho)))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The range of ``rho``: (-1 / (max n_c - 1), 1)."""
+        return (self.lower, 1.0)
 
     @property
     def start_values(self) -> list[float]:
@@ -336,6 +365,10 @@ class CompoundSymmetry(ResidualCorrelation):
         mean = self._mean(E)
         return np.sqrt(1.0 - rho) * (E - (g * mean if E.ndim == 1 else g[:, None] * mean))
 
+    def pair_values(self, eta: float, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """``R_ij = rho`` for rows ``i != j`` of one cluster, 1 on the diagonal."""
+        return np.where(i == j, 1.0, self.value(eta))
+
     def matrix(self, eta: float, cluster=0) -> np.ndarray:
         c = self.labels.index(str(cluster)) if not isinstance(cluster, (int, np.integer)) else int(cluster)
         m = int(self.sizes[c])
@@ -343,10 +376,14 @@ class CompoundSymmetry(ResidualCorrelation):
         return (1.0 - rho) * np.eye(m) + rho
 
 
-def residual_correlation(spec, frame: pd.DataFrame) -> ResidualCorrelation:
-    """The correlation structure ``spec`` (a string or :class:`ResidualSpec`) on ``frame``'s rows."""
+def residual_correlation(spec, frame: pd.DataFrame, estimate: bool = True) -> ResidualCorrelation:
+    """The correlation structure ``spec`` (a string or :class:`ResidualSpec`) on ``frame``'s rows.
+
+    ``estimate=False``: only to apply a known correlation (simulating new
+    data), where clusters of one row are no error.
+    """
     spec = parse_residual(spec)
-    return AR1(spec, frame) if spec.kind == "ar1" else CompoundSymmetry(spec, frame)
+    return AR1(spec, frame) if spec.kind == "ar1" else CompoundSymmetry(spec, frame, estimate=estimate)
 
 
 def check_nesting(corr: ResidualCorrelation, term) -> None:
