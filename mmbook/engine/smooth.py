@@ -419,6 +419,9 @@ class SmoothXSpec:
         self.inner, self.smooths, self.keep = inner, list(smooths), list(keep)
         self.column_names = list(keep)
 
+    def __repr__(self) -> str:
+        return "the fixed part with " + ", ".join(ms.spec.text for ms in self.smooths)
+
     def get_model_matrix(self, frame: pd.DataFrame, na_action="raise") -> pd.DataFrame:
         from .design import model_matrix
 
