@@ -67,6 +67,7 @@ nbval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.ddf
 
 clean:
 	rm -rf _build .pytest_cache _config.deploy.yml

@@ -9,11 +9,19 @@ The package behind the book *Thinking about mixed models*:
 * :mod:`mmbook.forms` - the forms of the model that the book writes out
   (pooling, ICC, the marginal model, Henderson's equations, panel
   estimators, the Bayesian sampler);
+* :mod:`mmbook.inference` - small-sample inference outside the engine, as
+  lmerTest, pbkrtest, emmeans and performance do it (Satterthwaite and
+  Kenward-Roger df, F tests, marginal means, R²);
 * :mod:`mmbook.rcompat` - R compatibility for the book's simulations and
   ``lm`` (R's random numbers, ``summary.lm``);
 * :mod:`mmbook.rprint` - R's printing rules, used by every summary;
 * :mod:`mmbook.crosscheck`, :mod:`mmbook.plots`, :mod:`mmbook.data` - the
-  statsmodels cross-check, figures, data.
+  statsmodels cross-check, figures, data;
+* :mod:`mmbook.datasets` - the classic mixed-model data sets, as R has them;
+* :mod:`mmbook.reference` - R's results the chapters print beside mmbook's;
+* :mod:`mmbook.validation` - lme4's stored results for the book's models and
+  lme4's standard ones, and mmbook validated against them; :mod:`mmbook.cli`
+  - the ``mmbook`` command line.
 
 Public entry points are imported lazily, so ``import mmbook`` stays cheap and
 the core never imports statsmodels or matplotlib.
@@ -32,6 +40,7 @@ _EXPORTS = {
     "GlsFit": "mmbook.engine.gls",
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
+    "contr": "mmbook.engine.contrasts",
     "anova": "mmbook.engine.lrt",
     "drop1": "mmbook.engine.lrt",
     "confint": "mmbook.engine.intervals",
@@ -51,9 +60,18 @@ _EXPORTS = {
     "CrossCheck": "mmbook.crosscheck",
     "RRandom": "mmbook.rcompat.rng",
     "gibbs_lmm": "mmbook.forms.bayes",
+    "coef_table": "mmbook.inference.ftests",
+    "anova_table": "mmbook.inference.ftests",
+    "contest": "mmbook.inference.ftests",
+    "emmeans": "mmbook.inference.emmeans",
+    "r2": "mmbook.inference.r2",
+    "icc": "mmbook.inference.r2",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# subpackages available as attributes (``mmbook.datasets.load(...)``), imported on first use
+_SUBPACKAGES = ("datasets", "validation", "reference")
+
+__all__ = sorted(_EXPORTS) + list(_SUBPACKAGES) + ["__version__"]
 
 # Functions that share their module's name are bound eagerly: importing the
 # submodule (``from mmbook.lm import LmFit``) would otherwise leave the package
@@ -63,6 +81,8 @@ from .crosscheck import crosscheck  # noqa: E402  (statsmodels is imported only 
 
 
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return import_module(f"mmbook.{name}")
     try:
         module = _EXPORTS[name]
     except KeyError:

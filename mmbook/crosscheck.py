@@ -20,7 +20,7 @@ compares criterion, fixed effects, variance components and conditional modes.
 
 from __future__ import annotations
 
-import html
+import keyword
 import math
 import re
 import warnings
@@ -30,14 +30,18 @@ import numpy as np
 import pandas as pd
 
 from .engine.design import r_column_name
+from .extras import require
+from .tables import fmt_at, html_table, resolution, text_table
 
 __all__ = ["CrossCheck", "Translation", "crosscheck", "translate", "gls_crosscheck"]
 
-CRITERION_RTOL = 1e-6   # criteria "agree" within this relative difference
-ESTIMATE_RTOL = 1e-4    # estimates "agree" within this (scaled) relative difference
-EVAL_RTOL = 1e-8        # statsmodels' criterion at mmbook's theta must equal mmbook's
-TINY_REL = 1e-9         # relative differences of criteria below this print as "<1e-09"
-SHOWN_REL_FLOOR = 1e-5  # relative differences of estimates below this print as "<1e-05"
+CRITERION_RTOL = 1e-6     # criteria "agree" within this relative difference
+ESTIMATE_RTOL = 1e-4      # estimates "agree" within this (scaled) relative difference
+EVAL_RTOL = 1e-8          # statsmodels' criterion at mmbook's theta must equal mmbook's
+TINY_REL = 1e-9           # mmbook's criterion "not higher" than statsmodels': within this
+SAME_OPTIMUM_RTOL = 1e-9  # statsmodels optimizers this close reached the same optimum
+SHOWN_DIGITS = 4          # estimates print to this many significant digits of their size
+CRITERION_DIGITS = 7      # criteria print to this many (their tolerance is 1e-6)
 
 
 @dataclass
@@ -91,9 +95,15 @@ class Translation:
         return "MixedLM.from_formula(" + ", ".join(args) + ")"
 
 
+def _formula_name(name: str) -> bool:
+    """True when ``name`` can stand as itself in a patsy formula (an identifier, not a Python keyword:
+    a column called ``yield`` or ``class`` must be renamed)."""
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None and not keyword.iskeyword(name)
+
+
 def _safe_name(name: str, taken) -> str:
     base = re.sub(r"\W+", "_", name).strip("_") or "v"
-    if base[0].isdigit():
+    if base[0].isdigit() or keyword.iskeyword(base):
         base = "v_" + base
     out, k = base, 1
     while out in taken:
@@ -135,7 +145,7 @@ def translate(fit) -> Translation:
 
     # response: a column of y as mmbook computed it when it is an expression
     resp = fit.mf.formula.response
-    if resp not in frame.columns or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", resp):
+    if resp not in frame.columns or not _formula_name(resp):
         name = _safe_name(resp, taken)
         frame[name] = fit.mf.y
         taken.add(name)
@@ -147,7 +157,7 @@ def translate(fit) -> Translation:
     for t in terms:
         if t.group in gcol:
             continue
-        single = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", t.group) is not None
+        single = _formula_name(t.group)
         used = single and re.search(rf"(?<![\w.]){re.escape(t.group)}(?![\w.])", text_used)
         name = t.group if single and not used else _safe_name(t.group, taken)
         frame[name] = t.refs.astype(np.int64)
@@ -246,27 +256,42 @@ class CrossCheck:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per quantity (criterion; the criterion statsmodels computes
-        at mmbook's ``theta``; each fixed effect; each variance, covariance
-        and the residual variance; the largest difference of the conditional
-        modes), columns ``mmbook``, ``statsmodels``, ``abs_diff`` and
-        ``rel_diff``. ``rel_diff`` is ``abs_diff / max(|mmbook|,
-        |statsmodels|, scale)``, where ``scale`` is the quantity's natural
-        size: a fixed effect's standard error, ``sigma^2 / 100`` for a
-        variance, the product of the two SDs for a covariance, and for the
-        conditional modes the largest of them; so a quantity that is zero in
-        both fits does not inflate it.
+        One row per quantity (the criterion; the criterion statsmodels
+        computes at mmbook's ``theta``; each fixed effect; each variance,
+        covariance and the residual variance; the largest difference of the
+        conditional modes), at full precision. Columns:
+
+        * ``mmbook``, ``statsmodels``: the two values (``nan`` where
+          statsmodels' value could not be obtained);
+        * ``abs_diff``: ``|mmbook - statsmodels|``;
+        * ``rel_diff``: ``abs_diff / max(|mmbook|, |statsmodels|, scale)``;
+        * ``scale``: the quantity's natural size, so that a quantity that is
+          zero in both fits does not inflate ``rel_diff``: 1 for a
+          criterion, a fixed effect's standard error, ``sigma^2 / 100`` for a
+          variance, the product of the two SDs for a covariance, the largest
+          conditional mode for the conditional modes;
+        * ``tolerance``: the relative tolerance of the row (1e-6 for the
+          criterion, 1e-8 for statsmodels' criterion at mmbook's ``theta``,
+          1e-4 for estimates);
+        * ``agree``: ``rel_diff <= tolerance`` (``None``: not compared);
+        * ``kind``: ``criterion``, ``evaluation``, ``estimate`` or ``ranef``;
+        * ``note``: why a row was not compared, else empty.
     criterion_diff : float
         mmbook's criterion minus statsmodels' (negative: mmbook is lower).
     max_rel_diff : float
         Largest ``rel_diff`` of the estimates (criterion rows excluded).
     agree : bool
         True when the criteria agree within 1e-6 (relative) and every
-        estimate within 1e-4, or when statsmodels stopped at a worse optimum
-        (mmbook's criterion is lower); in both cases statsmodels' own
-        criterion at mmbook's ``theta`` must equal mmbook's within 1e-8.
+        estimate within 1e-4, or when statsmodels stopped short of the
+        optimum (its criterion is not lower than mmbook's); in both cases
+        statsmodels' own criterion at mmbook's ``theta``, when it could be
+        evaluated, must equal mmbook's within 1e-8.
     verdict : str
-        Which case, in words.
+        Which case, in words, followed by ``not compared: ...`` for each
+        quantity that could not be compared and why.
+    not_compared : dict
+        Quantity -> the reason it could not be compared (empty when every
+        row was compared).
     method : str
         The statsmodels optimizer whose result is kept.
     attempts : dict
@@ -274,6 +299,17 @@ class CrossCheck:
     translation : Translation
     result : statsmodels MixedLMResults
         The kept statsmodels fit (``None`` if every optimizer failed).
+
+    Notes
+    -----
+    **Display** (``str``, the notebook's HTML): each value rounded to
+    ``SHOWN_DIGITS`` (4) significant digits of ``max(|mmbook|, scale)``, the
+    criteria to ``CRITERION_DIGITS`` (7), with a column giving the row's
+    tolerance and whether the two agree within it. Where they agree,
+    statsmodels' column repeats mmbook's rounded value: its own last digits
+    move with where its optimizer stops (with the BLAS kernel), and printing
+    them would make the table differ between machines; where they disagree
+    it shows statsmodels' own value. The exact numbers are in :attr:`table`.
     """
 
     table: pd.DataFrame
@@ -286,74 +322,59 @@ class CrossCheck:
     translation: Translation
     result: object = None
     REML: bool = True
-    scales: pd.Series | None = field(default=None, repr=False)
+    not_compared: dict = field(default_factory=dict)
 
-    def _rows(self):
+    HEADER = ("quantity", "mmbook", "statsmodels", "tolerance", "agree")
+
+    @property
+    def title(self) -> str:
+        return f"mmbook vs statsmodels MixedLM ({'REML' if self.REML else 'ML'})"
+
+    def display_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """The rows as printed: quantity, mmbook, statsmodels, tolerance, agree (see Notes)."""
         rows = []
         for label, r in self.table.iterrows():
-            sc = float(self.scales[label]) if self.scales is not None else 0.0
-            floor = TINY_REL if "criterion" in label or "deviance" in label else SHOWN_REL_FLOOR
-            rows.append((label, _fmt_value(r.mmbook, sc), _fmt_value(r.statsmodels, sc),
-                         _fmt_rel(r.rel_diff, floor)))
+            if r.kind in ("criterion", "evaluation"):
+                size = max(abs(r.mmbook), 1.0)
+                e = resolution(size, CRITERION_DIGITS)
+            else:
+                size = max(abs(r.mmbook), r.scale)
+                e = resolution(size, SHOWN_DIGITS)
+            mm = fmt_at(r.mmbook, e, size)
+            sm = mm if r.agree is True else fmt_at(r.statsmodels, e, size)
+            verdict = {True: "yes", False: "no"}.get(r.agree, "not compared")
+            rows.append((str(label), mm, sm, f"{r.tolerance:.0e}", verdict))
         return rows
 
+    def _notes(self) -> list[str]:
+        return ["rel. difference = |mmbook - statsmodels| / max(|mmbook|, |statsmodels|, scale); scale: "
+                "1 for a criterion, the standard error for a fixed effect, sigma^2/100 for a variance, "
+                "the product of the SDs for a covariance, max |b| for the conditional modes. Values to "
+                f"{SHOWN_DIGITS} significant digits of max(|mmbook|, scale) (criteria: {CRITERION_DIGITS}); "
+                "where the two agree, statsmodels' column repeats mmbook's rounded value "
+                "(exact values: .table)."]
+
     def __str__(self) -> str:
-        header = ("", "mmbook", "statsmodels", "rel. difference")
-        rows = self._rows()
-        w = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
-        lines = [f"mmbook vs statsmodels MixedLM ({'REML' if self.REML else 'ML'}; "
-                 f"statsmodels optimizer: {self.method})"]
-        lines.append("  ".join([header[0].ljust(w[0])] + [h.rjust(x) for h, x in zip(header[1:], w[1:])]))
-        for r in rows:
-            lines.append("  ".join([r[0].ljust(w[0])] + [str(c).rjust(x) for c, x in zip(r[1:], w[1:])]))
-        lines.append(self.verdict)
-        return "\n".join(lines)
+        return text_table(self.HEADER, self.display_rows(), title=self.title, footer=[self.verdict],
+                          notes=self._notes())
 
     def __repr__(self) -> str:
         return f"<CrossCheck agree={self.agree}: {self.verdict}>"
 
     def _repr_html_(self) -> str:
-        out = ["<table>", "<thead><tr><th></th><th>mmbook</th><th>statsmodels</th>"
-               "<th>rel. difference</th></tr></thead><tbody>"]
-        for r in self._rows():
-            out.append("<tr><th style='text-align:left'>" + html.escape(r[0]) + "</th>"
-                       + "".join(f"<td>{html.escape(str(c))}</td>" for c in r[1:]) + "</tr>")
-        out.append("</tbody></table>")
-        title = (f"mmbook vs statsmodels MixedLM ({'REML' if self.REML else 'ML'}; "
-                 f"statsmodels optimizer: {html.escape(str(self.method))})")
-        return f"<div><p>{title}</p>{''.join(out)}<p>{html.escape(self.verdict)}</p></div>"
-
-
-def _fmt_value(x: float, scale: float) -> str:
-    """Five significant digits (statsmodels' own stopping point moves the sixth between BLAS
-    builds); values tiny relative to their scale print as 0."""
-    if not np.isfinite(x):
-        return "NA"
-    if abs(x) < 1e-8 * scale:
-        return "0"
-    s = f"{x:#.5g}"
-    return s[:-1] if s.endswith(".") else s
-
-
-def _fmt_rel(r: float, floor: float) -> str:
-    """A relative difference as a decade bound, ``<1e-05``; anything below ``floor`` as
-    ``<floor``. The digits of such tiny differences depend on the BLAS and on where
-    statsmodels' optimizer stops, the decade rarely does."""
-    if not np.isfinite(r):
-        return "NA"
-    return f"<{floor:.0e}" if r < floor else _bound(r)
-
-
-def _bound(x: float) -> str:
-    """An order-of-magnitude upper bound, ``<1e-06``: stable where the digits of ``x`` are not."""
-    if x == 0:
-        return "0"
-    return f"<{10.0 ** np.ceil(np.log10(x) + 1e-12):.0e}"
+        return html_table(self.HEADER, self.display_rows(), align="lrrrl", caption=self.title,
+                          footer=[self.verdict], notes=self._notes(), css_class="mmbook-crosscheck")
 
 
 def _sm_fit(model, REML: bool, methods, fit_kwargs):
-    """Fit with each optimizer in turn (warnings silenced); keep the lowest criterion."""
-    best, best_crit, best_method, attempts = None, np.inf, None, {}
+    """Fit with each optimizer in turn (warnings silenced); keep the best criterion.
+
+    "Best" is the first optimizer, in the order given, whose criterion is
+    within ``SAME_OPTIMUM_RTOL`` of the lowest: optimizers that reach the
+    same optimum differ in the last digits, and which of them is lowest
+    would otherwise depend on the machine.
+    """
+    fits, attempts = {}, {}
     for meth in methods:
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -364,13 +385,17 @@ def _sm_fit(model, REML: bool, methods, fit_kwargs):
             attempts[meth] = f"{type(exc).__name__}: {exc}"
             continue
         attempts[meth] = crit
-        if np.isfinite(crit) and crit < best_crit and np.all(np.isfinite(res.fe_params)):
-            best, best_crit, best_method = res, crit, meth
-    return best, best_crit, best_method, attempts
+        if np.isfinite(crit) and np.all(np.isfinite(res.fe_params)):
+            fits[meth] = (res, crit)
+    if not fits:
+        return None, np.nan, None, attempts
+    lowest = min(c for _, c in fits.values())
+    meth = next(m for m, (_, c) in fits.items() if c <= lowest + SAME_OPTIMUM_RTOL * max(1.0, abs(lowest)))
+    return fits[meth][0], fits[meth][1], meth, attempts
 
 
 def _from_formula(tr: Translation):
-    import statsmodels.api as sm
+    sm = require("statsmodels.api", "crosscheck")
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -398,7 +423,12 @@ def _sm_model(fit, tr: Translation):
         tr.formula = f"{resp} ~ " + _add_X(tr.data, fit, set(map(str, tr.data.columns)))
         tr.fixed_from_X = True
         tr.notes.append(f"fixed part: mmbook's X, because {why}")
-    return _from_formula(tr), list(range(fit.mf.p))
+    try:
+        return _from_formula(tr), list(range(fit.mf.p))
+    except Exception as exc:  # patsy cannot read a name in the random part: say so, as for any other model
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise NotImplementedError(f"statsmodels could not build the model {tr} ({type(exc).__name__}: {first})") \
+            from exc
 
 
 def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossCheck:
@@ -469,10 +499,15 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     Raises
     ------
     NotImplementedError
-        The model cannot be written for statsmodels (see :func:`translate`).
+        The model cannot be written for statsmodels (see :func:`translate`),
+        or it has prior weights or an offset (statsmodels' ``MixedLM`` has
+        neither).
     """
-    from statsmodels.regression.mixed_linear_model import MixedLMParams
-
+    if fit.mf.weights is not None or fit.mf.offset is not None:
+        what = " and ".join(w for w, v in (("prior weights", fit.mf.weights), ("an offset", fit.mf.offset))
+                            if v is not None)
+        raise NotImplementedError(f"statsmodels' MixedLM cannot fit a model with {what}: no cross-check; "
+                                  "the weighted and offset fits are tested against lme4 (tests/test_lmer_args.py)")
     tr = translate(fit)
     model, fe_index = _sm_model(fit, tr)
     terms = fit.terms
@@ -493,35 +528,21 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     vc_names = list(model.exog_vc.names)
 
     # statsmodels' criterion at mmbook's estimates (same relative covariances)
-    crit_at_mm = np.nan
+    not_compared = {}
+    crit_name = "REML criterion" if fit.REML else "deviance (-2 logLik)"
+    eval_name = f"{crit_name}, statsmodels at mmbook's theta"
     try:
-        k_re = model.k_re
-        cov = np.zeros((k_re, k_re))
-        if re_perm is not None:
-            P = fit.psi(tr.re_term) / sigma2
-            for a, ia in enumerate(re_perm):
-                for b, ib in enumerate(re_perm):
-                    cov[ia, ib] = P[a, b]
-        # statsmodels inverts cov_re and divides by vcomp: on the boundary (a singular
-        # fit) raise the zero eigenvalues to 1e-8 (relative to sigma^2), which moves
-        # the criterion by far less than EVAL_RTOL
-        if k_re:
-            w, V = np.linalg.eigh(cov)
-            cov = (V * np.maximum(w, 1e-8)) @ V.T
-        vc = np.array([max(fit.psi(tr.vc_terms[n])[0, 0] / sigma2, 1e-8) for n in vc_names])
-        params = MixedLMParams.from_components(fe_params=np.zeros(model.k_fe), cov_re=cov, vcomp=vc)
-        model.reml, model.cov_pen, model.fe_pen, model._cov_sing = fit.REML, None, None, 0  # as fit() sets
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            crit_at_mm = -2.0 * float(model.loglike(params, profile_fe=True))
-    except Exception:
-        pass
+        crit_at_mm = _sm_criterion_at(fit, tr, model, re_perm, vc_names)
+        if not np.isfinite(crit_at_mm):
+            not_compared[eval_name] = f"statsmodels' criterion is {crit_at_mm} there"
+    except Exception as exc:  # statsmodels' own linear algebra; report it, do not hide it
+        crit_at_mm = np.nan
+        not_compared[eval_name] = f"statsmodels could not evaluate it ({type(exc).__name__}: {exc})"
 
     res, crit_sm, method, attempts = _sm_fit(model, fit.REML, methods, fit_kwargs)
 
-    crit_name = "REML criterion" if fit.REML else "deviance (-2 logLik)"
     rows = [(crit_name, fit.objective, crit_sm, 1.0, "criterion"),
-            (f"{crit_name}, statsmodels at mmbook's theta", fit.objective, crit_at_mm, 1.0, "criterion")]
+            (eval_name, fit.objective, crit_at_mm, 1.0, "evaluation")]
     se = np.sqrt(np.diag(fit.vcov.to_numpy()))
     fe_sm = np.asarray(res.fe_params)[fe_index] if res is not None else np.full(fit.mf.p, np.nan)
     for j, name in enumerate(fit.fixef.index):
@@ -542,34 +563,76 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     rows.append(("var Residual", sigma2, float(res.scale) if res is not None else np.nan, sigma2, "estimate"))
 
     # conditional modes, matched by group and level
-    b_mm, b_sm = _ranef_pairs(fit, tr, res, model, re_perm, vc_names)
+    b_mm, b_sm, why = _ranef_pairs(fit, tr, res, model, re_perm, vc_names)
     if b_mm.size:
-        nb = int(b_mm.size)
-        big = float(max(np.max(np.abs(b_mm)), np.nanmax(np.abs(b_sm)) if np.any(np.isfinite(b_sm)) else 0.0))
-        diff = float(np.max(np.abs(b_mm - b_sm))) if np.all(np.isfinite(b_sm)) else np.nan
-        rows.append((f"ranef (max |b| of {nb}; max |diff|)", float(np.max(np.abs(b_mm))),
-                     float(np.max(np.abs(b_sm))) if np.all(np.isfinite(b_sm)) else np.nan, big, "ranef", diff))
+        label = f"ranef (max |b| of {b_mm.size}; max |diff|)"
+        if why:
+            not_compared[label] = why
+        ok = np.all(np.isfinite(b_sm))
+        big = float(max(np.max(np.abs(b_mm)), np.max(np.abs(b_sm)) if ok else 0.0))
+        rows.append((label, float(np.max(np.abs(b_mm))), float(np.max(np.abs(b_sm))) if ok else np.nan, big,
+                     "ranef", float(np.max(np.abs(b_mm - b_sm))) if ok else np.nan))
 
-    table_rows, kinds = [], []
+    if res is None:
+        why = "statsmodels failed to fit: " + "; ".join(f"{k}: {v}" for k, v in attempts.items())
+        for r in rows:
+            if r[4] != "evaluation":
+                not_compared.setdefault(r[0], why)
+    table = _table(rows, not_compared)
+    est = table[table.kind.isin(["estimate", "ranef"])]
+    max_rel = float(est.rel_diff.max()) if len(est) and est.rel_diff.notna().any() else 0.0
+    crit_diff = fit.objective - crit_sm
+    agree, verdict = _verdict(fit.objective, crit_sm, crit_at_mm, max_rel, res is not None, attempts)
+    other = {q: w for q, w in not_compared.items() if res is not None or q == eval_name}
+    if other:
+        verdict += "; not compared: " + "; ".join(f"{q} ({w})" for q, w in other.items())
+    return CrossCheck(table=table, criterion_diff=float(crit_diff), max_rel_diff=max_rel, agree=agree,
+                      verdict=verdict, method=method, attempts=attempts, translation=tr, result=res,
+                      REML=fit.REML, not_compared=not_compared)
+
+
+_TOLERANCE = {"criterion": CRITERION_RTOL, "evaluation": EVAL_RTOL, "estimate": ESTIMATE_RTOL,
+              "ranef": ESTIMATE_RTOL}
+
+
+def _table(rows, not_compared) -> pd.DataFrame:
+    """The comparison rows as :attr:`CrossCheck.table` (relative differences, tolerances, agreement)."""
+    out = []
     for r in rows:
         label, a, b, scale, kind = r[:5]
         ad = r[5] if len(r) > 5 else abs(a - b)
         denom = max(abs(a), abs(b) if np.isfinite(b) else 0.0, scale)
         rd = ad / denom if denom > 0 else (0.0 if ad == 0 else np.inf)
-        table_rows.append((label, float(a), float(b), float(ad), float(rd), float(scale)))
-        kinds.append(kind)
-    table = pd.DataFrame(table_rows, columns=["quantity", "mmbook", "statsmodels", "abs_diff", "rel_diff",
-                                              "scale"]).set_index("quantity")
-    scales = table.pop("scale")
-    kinds = np.array(kinds)
-    est = table[kinds != "criterion"]
-    max_rel = float(est.rel_diff.max()) if len(est) else 0.0
-    crit_diff = fit.objective - crit_sm
-    agree, verdict = _verdict(fit.objective, crit_sm, crit_at_mm, max_rel, res is not None, attempts)
-    cc = CrossCheck(table=table, criterion_diff=float(crit_diff), max_rel_diff=max_rel, agree=agree,
-                    verdict=verdict, method=method, attempts=attempts, translation=tr, result=res,
-                    REML=fit.REML, scales=scales)
-    return cc
+        tol = _TOLERANCE[kind]
+        agree = None if (label in not_compared or not np.isfinite(rd)) else bool(rd <= tol)
+        out.append((label, float(a), float(b), float(ad), float(rd), float(scale), tol, agree, kind,
+                    not_compared.get(label, "")))
+    return pd.DataFrame(out, columns=["quantity", "mmbook", "statsmodels", "abs_diff", "rel_diff", "scale",
+                                      "tolerance", "agree", "kind", "note"]).set_index("quantity")
+
+
+def _sm_criterion_at(fit, tr, model, re_perm, vc_names) -> float:
+    """statsmodels' profiled criterion (on lme4's scale) at mmbook's relative covariances."""
+    MixedLMParams = require("statsmodels.regression.mixed_linear_model", "crosscheck").MixedLMParams
+
+    sigma2 = fit.sigma ** 2
+    k_re = model.k_re
+    cov = np.zeros((k_re, k_re))
+    if re_perm is not None:
+        P = fit.psi(tr.re_term) / sigma2
+        cov[np.ix_(re_perm, re_perm)] = P
+    # statsmodels inverts cov_re and divides by vcomp: on the boundary (a singular
+    # fit) raise the zero eigenvalues to 1e-8 (relative to sigma^2), which moves
+    # the criterion by far less than EVAL_RTOL
+    if k_re:
+        w, V = np.linalg.eigh(cov)
+        cov = (V * np.maximum(w, 1e-8)) @ V.T
+    vc = np.array([max(fit.psi(tr.vc_terms[n])[0, 0] / sigma2, 1e-8) for n in vc_names])
+    params = MixedLMParams.from_components(fe_params=np.zeros(model.k_fe), cov_re=cov, vcomp=vc)
+    model.reml, model.cov_pen, model.fe_pen, model._cov_sing = fit.REML, None, None, 0  # as fit() sets
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return -2.0 * float(model.loglike(params, profile_fe=True))
 
 
 def _sm_psi(res, tr, k, re_perm, vc_names, q) -> np.ndarray:
@@ -587,17 +650,17 @@ _LEVEL = re.compile(r"\[(?:T\.)?(-?\d+)\]")
 
 
 def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
-    """mmbook's and statsmodels' conditional modes as two aligned vectors."""
+    """mmbook's and statsmodels' conditional modes as two aligned vectors, and why not (or "")."""
     b_mm = np.concatenate([g.ravel() for g in fit.gamma]) if fit.gamma else np.zeros(0)
     b_sm = np.full(b_mm.shape, np.nan)
     if res is None:
-        return b_mm, b_sm
+        return b_mm, b_sm, ""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             re_dict = res.random_effects
-    except Exception:
-        return b_mm, b_sm
+    except Exception as exc:  # statsmodels' own linear algebra; reported in the table
+        return b_mm, b_sm, f"statsmodels could not compute them ({type(exc).__name__}: {exc})"
     offsets = np.cumsum([0] + [g.size for g in fit.gamma])
     terms = fit.terms
     for gi, label in enumerate(model.group_labels):
@@ -622,18 +685,15 @@ def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
                     lev = int(label) if terms[k].group == tr.top else int(_LEVEL.search(c).group(1))
                 b_sm[offsets[k] + lev] = vals[pos]
                 pos += 1
-    return b_mm, b_sm
-
-
-def _fmt_crit_diff(d: float, crit: float) -> str:
-    if abs(d) < TINY_REL * max(1.0, abs(crit)):
-        return f"less than {TINY_REL:.0e} relative"
-    return f"less than {_bound(abs(d))[1:]}"
+    return b_mm, b_sm, ""
 
 
 def _verdict(crit_mm, crit_sm, crit_at_mm, max_rel, fitted, attempts):
+    """(agree, verdict): the cases of :attr:`CrossCheck.agree`, in words that do not print
+    statsmodels' last digits (they move with where its optimizer stops)."""
     if not fitted:
-        return False, "statsmodels failed to fit: " + "; ".join(f"{k}: {v}" for k, v in attempts.items())
+        return False, ("not compared: statsmodels failed to fit ("
+                       + "; ".join(f"{k}: {v}" for k, v in attempts.items()) + ")")
     scale = max(1.0, abs(crit_mm))
     if np.isfinite(crit_at_mm) and abs(crit_at_mm - crit_mm) > EVAL_RTOL * scale:
         return False, (f"disagree: statsmodels' criterion at mmbook's estimates is {crit_at_mm:.6f}, "
@@ -643,8 +703,11 @@ def _verdict(crit_mm, crit_sm, crit_at_mm, max_rel, fitted, attempts):
         return True, (f"agree: criteria within {CRITERION_RTOL:.0e} (relative), "
                       f"estimates within {ESTIMATE_RTOL:.0e}")
     if d <= TINY_REL * scale:
-        return True, ("agree: statsmodels stopped at a worse optimum (its criterion is higher by "
-                      f"{_fmt_crit_diff(d, crit_mm)}); mmbook's estimates are the better fit")
+        how = (f"its criterion is higher than mmbook's by more than {CRITERION_RTOL:.0e} (relative)"
+               if -d > CRITERION_RTOL * scale else
+               f"its criterion is within {CRITERION_RTOL:.0e} of mmbook's, not lower, and its estimates "
+               f"differ by more than {ESTIMATE_RTOL:.0e}")
+        return True, f"agree: statsmodels stopped short of the optimum ({how}); mmbook's estimates are the better fit"
     return False, f"disagree: mmbook's criterion is higher than statsmodels' by {d:.2e}"
 
 

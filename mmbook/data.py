@@ -1,8 +1,8 @@
-"""Data sets shipped with mmbook."""
-
-from importlib import resources
+"""The book's data set, from :mod:`mmbook.datasets`."""
 
 import pandas as pd
+
+from .datasets import load
 
 __all__ = ["load_sleepstudy"]
 
@@ -14,20 +14,20 @@ def load_sleepstudy() -> pd.DataFrame:
     were allowed only 3 hours of sleep per night. Day 0 follows a normal
     night's sleep. The data come from Belenky et al. (2003), *Journal of
     Sleep Research* 12, 1-12, as distributed with the R package lme4 (Bates,
-    Maechler, Bolker and Walker); the CSV shipped here is the project's copy
-    of ``shared/data/sleepstudy.csv``.
+    Maechler, Bolker and Walker): ``mmbook.datasets.load("sleepstudy")``,
+    with ``Days`` as integers.
 
     Returns
     -------
     pandas.DataFrame
-        180 rows and the columns ``Reaction`` (float, ms), ``Days`` (int,
-        0-9) and ``Subject`` (categorical with the 18 subject labels in the
-        order they appear in the data, as R's factor has them: 308, 309, ...).
+        180 rows and the columns ``Reaction`` (float, ms), ``Days`` (int64,
+        0-9: R stores whole numbers of days as doubles; the book counts them)
+        and ``Subject`` (categorical with R's 18 levels in R's order: 308,
+        309, ...). A fresh frame on every call.
     """
-    with resources.files("mmbook").joinpath("data/sleepstudy.csv").open("r") as fh:
-        df = pd.read_csv(fh, dtype={"Subject": str})
-    labels = list(dict.fromkeys(df["Subject"]))
-    df["Subject"] = pd.Categorical(df["Subject"], categories=labels)
-    df["Days"] = df["Days"].astype("int64")
-    df["Reaction"] = df["Reaction"].astype("float64")
+    df = load("sleepstudy")
+    days = df["Days"].to_numpy()
+    if not (days == days.round()).all():  # cannot happen with lme4's data; guards the conversion
+        raise RuntimeError("sleepstudy's Days are not whole numbers: the stored data set is corrupt")
+    df["Days"] = days.astype("int64")
     return df

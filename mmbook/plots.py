@@ -4,6 +4,22 @@ Figures are built on :class:`matplotlib.figure.Figure` directly, not through
 ``pyplot``: nothing is left open in pyplot's global state, and a notebook
 shows the returned figure once, as the value of its cell (with the inline
 backend active, e.g. ``%matplotlib inline``).
+
+Two kinds of figure live here:
+
+* :func:`facet_lines`, one small panel per cluster with lines drawn over the
+  data (the trellis plots of the book's chapters);
+* the diagnostic figures an lme4 user looks at first:
+  :func:`resid_fitted` (residuals against fitted values, R's ``plot(fit)``),
+  :func:`qq_residuals` (normal QQ plot of the residuals, ``qqnorm(resid(fit))``),
+  :func:`qq_ranef` (normal QQ plot of each random effect) and
+  :func:`caterpillar` (conditional modes with conditional-variance intervals,
+  ``lattice::dotplot(ranef(fit, condVar = TRUE))``).
+
+Every diagnostic function draws into a new figure, or into ``ax`` / ``axes``
+when given, and returns the figure. The plotted numbers are the fit's own
+(``fit.fitted``, ``fit.residuals``, ``fit.ranef``, ``fit.ranef_condvar``);
+nothing is re-estimated.
 """
 
 from __future__ import annotations
@@ -13,10 +29,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
-__all__ = ["facet_lines", "profile_zeta", "profile_density"]
+from .extras import require
+
+Figure = require("matplotlib.figure", "plots").Figure
+MaxNLocator = require("matplotlib.ticker", "plots").MaxNLocator
+
+__all__ = ["facet_lines", "resid_fitted", "qq_residuals", "qq_ranef", "caterpillar",
+           "normal_quantiles", "profile_zeta", "profile_density"]
 
 # Line styles used in order when the caller gives none: the first line (usually
 # the population line) is solid black, the next ones are coloured and dashed.
@@ -205,6 +226,308 @@ def facet_lines(data: pd.DataFrame, x: str, y: str, group: str, lines=None, *,
                    title_fontproperties={"size": 10})
     elif title:
         fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# diagnostic figures
+# ---------------------------------------------------------------------------
+
+_POINT = "#3b6ea8"
+_LINE = "#d95f02"
+
+
+def _check_fit(fit) -> None:
+    needed = ("fitted", "residuals", "sigma", "ranef", "ranef_condvar")
+    if not all(hasattr(fit, a) for a in needed):
+        raise TypeError("expected a fitted model from mmbook.lmer (an LmerFit), "
+                        f"got {type(fit).__name__}")
+
+
+def _axes_or_new(ax, figsize):
+    """The figure and axes to draw into: ``ax`` if given, else a new figure with one axes."""
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, fig.subplots()
+    return ax.figure, ax
+
+
+def normal_quantiles(n: int) -> np.ndarray:
+    r"""Expected positions of ``n`` sorted standard normal values, as R's ``qqnorm``.
+
+    .. math:: x_i = \Phi^{-1}\!\left(\frac{i - a}{n + 1 - 2a}\right), \qquad
+              a = 3/8 \text{ if } n \le 10 \text{ else } 1/2,
+
+    R's ``ppoints(n)`` passed through the normal quantile function.
+
+    Parameters
+    ----------
+    n : int
+        Number of points, at least 1.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Increasing normal quantiles.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    a = 3.0 / 8.0 if n <= 10 else 0.5
+    return stats.norm.ppf((np.arange(1, n + 1) - a) / (n + 1 - 2 * a))
+
+
+def _qq(ax, values: np.ndarray, label: str | None = None) -> None:
+    """Sorted values against normal quantiles, with R's ``qqline`` (through the quartiles)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    x = normal_quantiles(len(v))
+    ax.scatter(x, v, s=14, color=_POINT, lw=0, alpha=0.85, label=label)
+    if len(v) >= 2:
+        q1, q3 = np.quantile(v, [0.25, 0.75])          # R's quantile type 7, as qqline
+        z1, z3 = stats.norm.ppf([0.25, 0.75])
+        slope = (q3 - q1) / (z3 - z1)
+        xs = np.array([x[0], x[-1]])
+        ax.plot(xs, q1 + slope * (xs - z1), color=_LINE, lw=1.2)
+    ax.set_xlabel("standard normal quantile")
+
+
+def resid_fitted(fit, *, ax=None, scaled: bool = False, label: int = 0, label_by: str | None = None,
+                 figsize: tuple[float, float] = (5.2, 3.8)) -> Figure:
+    r"""Residuals against fitted values, lme4's ``plot(fit)``.
+
+    Plots :math:`r_i = y_i - x_i^\top\hat\beta - z_i^\top\hat\gamma` against the
+    conditional fitted values :math:`x_i^\top\hat\beta + z_i^\top\hat\gamma`
+    (``fit.residuals`` against ``fit.fitted``), with a horizontal line at zero.
+    A trend or a funnel shape says the mean or the variance model misses
+    something.
+
+    Parameters
+    ----------
+    fit : LmerFit
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of in a new figure.
+    scaled : bool, default False
+        Plot ``fit.scaled_residuals`` (residuals divided by :math:`\hat\sigma`,
+        the "Scaled residuals" of lme4's summary) instead of the residuals.
+    label : int, default 0
+        Annotate this many points with the largest absolute residuals.
+    label_by : str, optional
+        A column of the fit's model frame whose value names a labelled point
+        (e.g. the grouping factor); by default the row label of the data.
+    figsize : (float, float)
+        Size of a new figure, in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        ``fit`` is not a fitted model.
+    KeyError
+        ``label_by`` is not a column of the model frame.
+    ValueError
+        ``label`` is negative.
+    """
+    _check_fit(fit)
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
+        raise ValueError(f"label must be a non-negative integer, not {label!r}")
+    frame = fit.mf.frame
+    if label_by is not None and label_by not in frame.columns:
+        raise KeyError(f"label_by={label_by!r} is not a column of the model frame; its columns are: "
+                       f"{', '.join(map(str, frame.columns))}")
+    fig, ax = _axes_or_new(ax, figsize)
+    fitted = fit.fitted.to_numpy()
+    resid = (fit.scaled_residuals if scaled else fit.residuals).to_numpy()
+    ax.scatter(fitted, resid, s=12, color=_POINT, lw=0, alpha=0.8)
+    ax.axhline(0.0, color="black", lw=0.8)
+    for i in np.argsort(-np.abs(resid), kind="stable")[:label]:
+        name = frame.index[i] if label_by is None else frame[label_by].iloc[i]
+        ax.annotate(str(name), (fitted[i], resid[i]), xytext=(4, 2), textcoords="offset points",
+                    fontsize=8)
+    ax.set_xlabel("fitted value")
+    ax.set_ylabel("scaled residual" if scaled else "residual")
+    return fig
+
+
+def qq_residuals(fit, *, ax=None, scaled: bool = True,
+                 figsize: tuple[float, float] = (4.2, 3.8)) -> Figure:
+    r"""Normal QQ plot of the residuals, R's ``qqnorm(resid(fit)); qqline(resid(fit))``.
+
+    The sorted residuals against the expected positions of as many sorted
+    standard normal values (:func:`normal_quantiles`), with the line through
+    the quartiles. Points on a straight line mean normal-looking residuals;
+    curvature at the ends means heavy or light tails.
+
+    Parameters
+    ----------
+    fit : LmerFit
+    ax : matplotlib.axes.Axes, optional
+    scaled : bool, default True
+        Plot residuals divided by :math:`\hat\sigma`, so that the vertical
+        axis is in residual standard deviations.
+    figsize : (float, float)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    _check_fit(fit)
+    fig, ax = _axes_or_new(ax, figsize)
+    _qq(ax, (fit.scaled_residuals if scaled else fit.residuals).to_numpy())
+    ax.set_ylabel("scaled residual" if scaled else "residual")
+    return fig
+
+
+def _group(fit, group: str | None) -> str:
+    groups = list(fit.ranef)
+    if group is None:
+        return groups[0]
+    if group not in fit.ranef:
+        raise KeyError(f"{group!r} is not a grouping factor of this fit; its grouping factors are: "
+                       f"{', '.join(map(repr, groups))}")
+    return group
+
+
+def _condsd(fit, group: str) -> np.ndarray:
+    """Conditional standard deviations of each level's random effects, shape (nlevels, q_total)."""
+    cv = fit.ranef_condvar[group]
+    blocks = cv if isinstance(cv, list) else [cv]
+    return np.sqrt(np.hstack([np.einsum("lkk->lk", np.asarray(b)) for b in blocks]))
+
+
+def _panels(fig, axes, k: int):
+    """The figure and one axes per random effect: ``axes`` if given, else ``k`` new panels in ``fig``."""
+    if axes is not None:
+        axes = list(np.atleast_1d(axes).ravel())
+        if len(axes) != k:
+            raise ValueError(f"axes must hold {k} axes (one per random effect), got {len(axes)}")
+        return axes[0].figure, axes
+    return fig, list(np.atleast_1d(fig.subplots(1, k, squeeze=False)).ravel())
+
+
+def qq_ranef(fit, group: str | None = None, *, axes=None, panel_size: tuple[float, float] = (3.6, 3.4)
+             ) -> Figure:
+    r"""Normal QQ plot of each random effect's conditional modes.
+
+    One panel per column of ``fit.ranef[group]`` (for example the intercept
+    and the slope): the sorted conditional modes :math:`\hat\gamma_{kc}` of
+    the :math:`m` levels against :func:`normal_quantiles` ``(m)``, with the
+    line through the quartiles.
+
+    The conditional modes are shrunk towards zero, each by its own amount
+    when clusters differ in size or design, so their spread is smaller than
+    the estimated standard deviation and their distribution need not look
+    normal even when the random effects are; with few clusters the plot can
+    show gross departures (a far outlying cluster, strong skew) and little
+    else.
+
+    Parameters
+    ----------
+    fit : LmerFit
+    group : str, optional
+        Grouping factor; by default the first one.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One axes per random effect of ``group``.
+    panel_size : (float, float)
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    KeyError
+        ``group`` is not a grouping factor of the fit.
+    """
+    _check_fit(fit)
+    group = _group(fit, group)
+    re = fit.ranef[group]
+    k = re.shape[1]
+    fig = None if axes is not None else Figure(figsize=(panel_size[0] * k, panel_size[1]),
+                                               layout="constrained")
+    fig, axs = _panels(fig, axes, k)
+    for a, name in zip(axs, re.columns):
+        _qq(a, re[name].to_numpy())
+        a.set_ylabel(f"conditional mode, {name}")
+        a.set_title(f"{group}: {name}", fontsize=10)
+    return fig
+
+
+def caterpillar(fit, group: str | None = None, *, level: float = 0.95, order: str | None = None,
+                axes=None, panel_size: tuple[float, float] = (3.4, None)) -> Figure:
+    r"""Caterpillar plot: each level's conditional modes with intervals.
+
+    One panel per random effect of ``group``; one row per level, sorted by
+    the conditional mode of the effect named by ``order``. Each point is
+    :math:`\hat\gamma_{kc}` and its bar
+    :math:`\hat\gamma_{kc} \pm z_{(1+\text{level})/2}\,\sqrt{V_{c,kk}}`, with
+    :math:`V_c` the conditional covariance of level :math:`c`'s random
+    effects given the data (``fit.ranef_condvar``, lme4's
+    ``ranef(fit, condVar = TRUE)``); the picture of lme4's
+    ``lattice::dotplot(ranef(fit, condVar = TRUE))``.
+
+    The intervals hold :math:`\hat\beta`, :math:`\hat\sigma` and
+    :math:`\hat\psi` fixed at their estimates, so they are somewhat too
+    narrow, the more so the fewer the clusters.
+
+    Parameters
+    ----------
+    fit : LmerFit
+    group : str, optional
+        Grouping factor; by default the first one.
+    level : float, default 0.95
+        Coverage of the normal intervals, in (0, 1).
+    order : str, optional
+        Random effect (column of ``fit.ranef[group]``) whose conditional
+        modes sort the levels; by default the first.
+    axes : sequence of matplotlib.axes.Axes, optional
+        One axes per random effect.
+    panel_size : (float, float or None)
+        Width and height of one panel in inches; height ``None`` gives
+        0.22 inch per level.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    KeyError
+        ``group`` or ``order`` is not in the fit.
+    ValueError
+        ``level`` is not in (0, 1).
+    """
+    _check_fit(fit)
+    if not (isinstance(level, (float, int, np.floating)) and 0 < level < 1):
+        raise ValueError(f"level must be a number in (0, 1), not {level!r}")
+    group = _group(fit, group)
+    re = fit.ranef[group]
+    if order is None:
+        order = re.columns[0]
+    elif order not in re.columns:
+        raise KeyError(f"order={order!r} is not a random effect of {group!r}; they are: "
+                       f"{', '.join(map(repr, re.columns))}")
+    sd = _condsd(fit, group)
+    z = stats.norm.ppf(0.5 + level / 2)
+    rows = np.argsort(re[order].to_numpy(), kind="stable")
+    k, m = re.shape[1], re.shape[0]
+    height = panel_size[1] if panel_size[1] is not None else 0.22 * m + 0.9
+    fig = None if axes is not None else Figure(figsize=(panel_size[0] * k, height),
+                                               layout="constrained")
+    fig, axs = _panels(fig, axes, k)
+    pos = np.arange(m)
+    labels = [str(x) for x in re.index[rows]]
+    for j, (a, name) in enumerate(zip(axs, re.columns)):
+        est = re[name].to_numpy()[rows]
+        a.errorbar(est, pos, xerr=z * sd[rows, j], fmt="o", ms=4, color=_POINT, ecolor="0.55",
+                   elinewidth=1.2, capsize=0)
+        a.axvline(0.0, color="black", lw=0.8)
+        a.set_yticks(pos, labels if j == 0 else [""] * m, fontsize=8)
+        a.set_ylim(-0.7, m - 0.3)
+        a.set_xlabel(f"{name}")
+        a.set_title(f"{group}: {name}", fontsize=10)
+    axs[0].set_ylabel(group)
     return fig
 
 

@@ -9,11 +9,12 @@ DATA = Path(__file__).parent / "data"
 
 
 def reference_path(name: str) -> Path:
-    """A reference file from tests/data (copies of ../shared/reference, see tests/data/README.md)."""
-    for folder in (DATA, Path(__file__).parents[2] / "shared" / "reference"):
+    """A reference file from mmbook/reference (R's results the book prints), tests/data, or ../shared/reference."""
+    for folder in (Path(__file__).parents[1] / "mmbook" / "reference", DATA,
+                   Path(__file__).parents[2] / "shared" / "reference"):
         if (folder / name).exists():
             return folder / name
-    pytest.fail(f"reference file {name} not found in tests/data or ../shared/reference")
+    pytest.fail(f"reference file {name} not found in mmbook/reference, tests/data or ../shared/reference")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
 Sources, stated per test:
 - DOC: the reference document (../shared/seed/000_aca01b1bc62ef554.txt, "Applied Example"), whose
   output came from lme4 in 2016: summary, ranef(sleepMod), head(subjectTrajectories).
-- LME4: tests/data/lme4_applied.json, written by tests/data/make_lme4_applied.R (R 4.2.2,
+- LME4: mmbook/reference/lme4_applied.json, written by tests/data/make_lme4_applied.R (R 4.2.2,
   lme4 1.1-31): the fit with lme4's default settings ("default"), the same fit with BOBYQA's
   tolerance tightened to 1e-12 ("tight"), confint(method = "profile"), anova(m0, m), predict().
 - OPTIMUM: the true REML optimum computed here, by Newton's method on the REML criterion (central
@@ -25,8 +25,9 @@ import pandas as pd
 import pytest
 
 import mmbook
+from conftest import reference_path
 
-LME4 = json.loads((Path(__file__).parent / "data" / "lme4_applied.json").read_text())
+LME4 = json.loads(reference_path("lme4_applied.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("forbidden", ["statsmodels", "matplotlib", "mmbook.forms", "mmbook.crosscheck",
+@pytest.mark.parametrize("forbidden", ["statsmodels", "matplotlib", "mmbook.forms", "mmbook.crosscheck", "mmbook.inference",
                                        "mmbook.plots", "IPython"])
 def test_engine_imports_no_outer_layer(forbidden):
     """The fitting engine never imports statsmodels, matplotlib, the book's forms or the cross-check."""

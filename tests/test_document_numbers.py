@@ -9,7 +9,7 @@ Sources, stated per test:
   (``head(data.frame(y, y2, y3))``, ``summary(lmer(y ~ x + (x|clus)))`` and the same for y4).
   Its printed blocks are copied below with the leading ``## `` removed; the copy in the document
   lost most of R's column alignment, so printed text is compared token by token.
-- tests/data/seed_sims.json: R 4.2.2, lme4 1.1-31, MASS 7.3-58.2 running the document's code,
+- mmbook/reference/seed_sims.json: R 4.2.2, lme4 1.1-31, MASS 7.3-58.2 running the document's code,
   estimates at full precision (see tests/data/README.md).
 - The document's fit to its marginal draw y5 is not tested: that draw depends on the
   eigenvectors LAPACK returns for a 1000 x 1000 matrix with an 800-fold eigenvalue, so neither
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import mmbook
+from conftest import reference_path
 from mmbook.rcompat.simulation import simulate_random_intercepts, simulate_random_slopes
 
 HERE = Path(__file__).parent
@@ -81,7 +82,7 @@ DOCUMENT_RIS_HEAD = [0.9711509, 8.0852901, 4.8193544, 0.9435537, 5.4213943, 5.70
 
 @pytest.fixture(scope="module")
 def ref():
-    return json.loads((HERE / "data" / "seed_sims.json").read_text())
+    return json.loads(reference_path("seed_sims.json").read_text())
 
 
 @pytest.fixture(scope="module")

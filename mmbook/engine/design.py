@@ -2,12 +2,15 @@
 
 The model is
 
-.. math::  y = X\\beta + Z\\gamma + e, \\qquad \\gamma = \\Lambda_\\theta u,
-           \\quad u \\sim N(0, \\sigma^2 I), \\quad e \\sim N(0, \\sigma^2 I).
+.. math::  y = o + X\\beta + Z\\gamma + e, \\qquad \\gamma = \\Lambda_\\theta u,
+           \\quad u \\sim N(0, \\sigma^2 I), \\quad e_i \\sim N(0, \\sigma^2 / w_i),
+
+with a known offset ``o`` (0 unless given) and prior weights ``w`` (1 unless given).
 
 This module turns a formula and a data frame into ``y``, ``X`` (built by
-formulaic, with lme4's column names) and one :class:`RandomTerm` per
-random-effects term. ``Z`` is never stored as a dense ``n x q`` matrix: a
+:mod:`mmbook.engine.modelmatrix` on formulaic, with R's functions, factors,
+contrasts and column names), prior weights, an offset and one
+:class:`RandomTerm` per random-effects term. ``Z`` is never stored as a dense ``n x q`` matrix: a
 term holds, for every row, the index of its group (``refs``) and its row of
 the term's model matrix (``z``); :meth:`RandomTerm.Z` assembles the sparse
 matrix when a chapter wants to look at it.
@@ -25,10 +28,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .contrasts import resolve_contrast
 from .formula import BarTerm, MixedFormula, parse_formula
+from .modelmatrix import formula_variables, model_matrix
+from .rfunctions import variable_class
+from .rnames import level_labels
 
 __all__ = ["ModelFrame", "RandomTerm", "model_frame", "model_matrix", "factor_codes", "r_column_name",
-           "drop_rank_deficient"]
+           "drop_rank_deficient", "random_terms"]
 
 
 def r_column_name(name: str) -> str:
@@ -43,101 +50,6 @@ def r_column_name(name: str) -> str:
     name = re.sub(r"\[([^\]]*)\]", r"\1", name)
     name = name.replace(" ** ", "^").replace("**", "^")
     return name
-
-
-class NumericSpec:
-    """Model matrix of an intercept and plain numeric columns, without formulaic.
-
-    Most mixed-model formulas (``y ~ x + (x | g)``) need nothing more; this
-    builds the same columns, in the same order and with the same names as
-    formulaic and R, at a fraction of the cost. It is also the "spec" used
-    to rebuild the matrix for new data.
-    """
-
-    def __init__(self, intercept: bool, columns: list[str]):
-        self.intercept, self.columns = intercept, columns
-        self.column_names = (["(Intercept)"] if intercept else []) + list(columns)
-
-    @classmethod
-    def parse(cls, rhs: str, frame: pd.DataFrame):
-        """A NumericSpec for ``rhs`` if it is only ``0``/``1``/``-1`` and numeric column names, else None."""
-        from .formula import split_top_level
-
-        intercept, cols = True, []
-        try:
-            pieces = split_top_level(rhs, "+-")
-        except ValueError:
-            return None
-        for sign, piece in pieces:
-            if piece == "" and sign == "+":
-                continue
-            if piece in ("0", "-1") or (piece == "1" and sign == "-"):
-                intercept = False
-            elif piece == "1":
-                intercept = True
-            elif sign == "+" and re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", piece) and piece in frame.columns:
-                col = frame[piece]
-                if (not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-                        or isinstance(col.dtype, pd.CategoricalDtype)):
-                    return None
-                if piece not in cols:
-                    cols.append(piece)
-            else:
-                return None
-        return cls(intercept, cols)
-
-    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        n = len(frame)
-        X = np.empty((n, len(self.column_names)))
-        j = 0
-        if self.intercept:
-            X[:, 0] = 1.0
-            j = 1
-        for c in self.columns:
-            X[:, j] = frame[c].to_numpy(dtype=float)
-            j += 1
-        return X
-
-
-def model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False):
-    """Model matrix of ``rhs`` (a formula string, a NumericSpec or a formulaic ModelSpec) with R's column names."""
-    import formulaic
-
-    spec = rhs if isinstance(rhs, NumericSpec) else NumericSpec.parse(rhs, frame) if isinstance(rhs, str) else None
-    if spec is not None:
-        missing = [c for c in spec.columns if c not in frame.columns]
-        if missing:
-            raise KeyError(f"column {missing[0]!r} not found in data")
-        X = spec.matrix(frame)
-        if not np.all(np.isfinite(X)) and not frame[spec.columns].notna().all().all():
-            raise ValueError(f"could not build the {what}: missing values")
-        return (X, list(spec.column_names), spec) if with_spec else (X, list(spec.column_names))
-    try:
-        if isinstance(rhs, str):
-            mm = formulaic.model_matrix(rhs, frame, na_action="raise")
-        else:
-            mm = rhs.get_model_matrix(frame, na_action="raise")
-    except Exception as exc:  # formulaic's errors are long; say what failed
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"could not build the {what} from {rhs!r}: {msg}") from None
-    names = [r_column_name(c) for c in mm.columns]
-    X = np.asarray(mm, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    X = np.ascontiguousarray(X)
-    if with_spec:
-        return X, names, mm.model_spec
-    return X, names
-
-
-def _variables(rhs: str) -> set[str]:
-    import formulaic
-
-    try:
-        return {str(v) for v in formulaic.Formula(rhs).required_variables}
-    except Exception as exc:  # first line only, without formulaic's terminal colour codes
-        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-        raise ValueError(f"malformed formula term {rhs!r}: {msg[0] if msg else type(exc).__name__}") from None
 
 
 def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
@@ -238,19 +150,8 @@ def _factorize_sorted(col: pd.Series):
 
 
 def _labels(cats) -> list[str]:
-    """Level labels as R prints them (``1`` for the number 1.0)."""
-    arr = np.asarray(cats)
-    if arr.dtype.kind in "iub":
-        return arr.astype(str).tolist()
-    if arr.dtype.kind == "U":
-        return arr.tolist()
-    return [_label(c) for c in arr]
-
-
-def _label(v) -> str:
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v)
+    """Level labels as R prints them (``1`` for the number 1.0, ``TRUE`` for True)."""
+    return level_labels(cats)
 
 
 @dataclass
@@ -352,6 +253,7 @@ class ModelFrame:
         The rows used (missing values removed), with the variables the
         formula needs.
     y : ndarray, shape (n,)
+        The response, offset included (as the data give it).
     X : ndarray, shape (n, p)
     xnames : list of str
         lme4/R column names of ``X``.
@@ -363,6 +265,33 @@ class ModelFrame:
     dropped_columns : list of str
         Columns of X dropped for rank deficiency (only when
         ``drop_rank=True``).
+    x_spec : NumericSpec or MatrixSpec
+        Rebuilds X for new data (factor levels, contrasts, transform state).
+    weights : ndarray, shape (n,), or None
+        Prior weights ``w_i`` (lme4's ``weights(fit)``): observation ``i`` has
+        residual variance ``sigma^2 / w_i``. None: all 1.
+    offset : ndarray, shape (n,), or None
+        Known part of the linear predictor, ``y = offset + X beta + Z b + e``:
+        the sum of the formula's ``offset()`` terms and the ``offset``
+        argument. None: 0.
+    offset_specs : tuple
+        Specs that evaluate each offset expression on new data.
+    offset_is_array : bool
+        The ``offset`` argument was an array: new data cannot supply it.
+    var_classes : dict
+        R's class of each variable (``numeric``, ``logical``, ``factor``,
+        ``ordered``), checked against new data.
+    contrasts : dict
+        The ``contrasts`` argument, resolved (factor name -> RContrast).
+    na_action : {"omit", "exclude"}
+    arguments : dict
+        The ``weights``, ``offset``, ``contrasts`` and ``na_action`` arguments
+        as given (those that were), so that a refit with a new formula or
+        data (``update``) can pass them again and the summary can name them.
+    data_index : pandas.Index
+        Index of the user's data (all rows).
+    rows : ndarray of int
+        Positions in the user's data of the rows used.
     """
 
     formula: MixedFormula
@@ -373,7 +302,17 @@ class ModelFrame:
     terms: list[RandomTerm] = field(default_factory=list)
     n_dropped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
-    x_spec: object = None  # formulaic ModelSpec of X (for new data)
+    x_spec: object = None  # NumericSpec or MatrixSpec of X (for new data)
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    offset_specs: tuple = ()
+    offset_is_array: bool = False
+    var_classes: dict = field(default_factory=dict)
+    contrasts: dict = field(default_factory=dict)
+    na_action: str = "omit"
+    arguments: dict = field(default_factory=dict)
+    data_index: pd.Index | None = None
+    rows: np.ndarray | None = None
     smooths: list = field(default_factory=list)  # MixedSmooth of each s() term (mmbook.engine.smooth)
     residual: object = None  # ResidualCorrelation of the residuals (mmbook.engine.residual), or None
 
@@ -384,6 +323,38 @@ class ModelFrame:
     @property
     def p(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def n_eff(self) -> int:
+        """Observations that carry information: those with a positive weight (all without weights)."""
+        return self.n if self.weights is None else int(np.count_nonzero(self.weights > 0))
+
+    @property
+    def logdet_w(self) -> float:
+        """``sum(log w_i)`` over the positive weights (0 without weights)."""
+        if self.weights is None:
+            return 0.0
+        w = self.weights[self.weights > 0]
+        return float(np.log(w).sum())
+
+    @property
+    def y_offset(self) -> np.ndarray:
+        """``y - offset``: the response the penalized least squares problem fits."""
+        return self.y if self.offset is None else self.y - self.offset
+
+    def pad(self, values, name: str) -> pd.Series:
+        """Per-row values as a Series indexed like the rows used (``omit``) or like the data (``exclude``).
+
+        With ``na_action="exclude"`` (R's ``na.exclude``) the rows removed
+        for missing values come back as NaN, so the result lines up with the
+        user's data.
+        """
+        values = np.asarray(values, dtype=float)
+        if self.na_action != "exclude" or self.data_index is None or len(self.data_index) == self.n:
+            return pd.Series(values, index=self.frame.index, name=name)
+        out = np.full(len(self.data_index), np.nan)
+        out[self.rows] = values
+        return pd.Series(out, index=self.data_index, name=name)
 
 
 def _check_data(data) -> pd.DataFrame:
@@ -401,18 +372,67 @@ def _check_data(data) -> pd.DataFrame:
     return data
 
 
-def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
-                random: bool = True, stacklevel: int = 2) -> ModelFrame:
-    """Evaluate a formula on a data frame: ``y``, ``X`` and the random-effects terms.
+def _check_na_action(na_action) -> str:
+    value = {"na.omit": "omit", "na.exclude": "exclude"}.get(na_action, na_action)
+    if value not in ("omit", "exclude"):
+        raise ValueError(f"na_action must be 'omit' or 'exclude' (R's na.omit, na.exclude), got {na_action!r}")
+    return value
 
-    Rows with a missing value in any variable the formula uses are dropped,
-    with a warning that says how many (R's ``na.omit``).
+
+def _row_values(value, n: int, what: str) -> np.ndarray:
+    """A per-row argument given as an array: one finite-or-missing number per row of the data."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a column name or an array of numbers") from None
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"{what} must have one value per row of data ({n}); got shape {arr.shape}")
+    return arr
+
+
+def _expr_variables(expr: str, columns) -> set[str]:
+    return formula_variables(f"0 + I({expr})", columns)
+
+
+def _numeric_expr(expr: str, frame: pd.DataFrame, what: str, state_frame: pd.DataFrame):
+    """One numeric value per row from an R expression (``"w"``, ``"log(n)"``), and its spec for new data."""
+    vals, _, spec = model_matrix(f"0 + I({expr})", frame, what, with_spec=True, state_frame=state_frame)
+    if vals.shape[1] != 1:
+        raise TypeError(f"{what} {str(expr)!r} must be numeric (one number per row)")
+    return vals[:, 0], spec
+
+
+def _check_weights(w: np.ndarray, index) -> np.ndarray:
+    """lme4's rule: prior weights are finite and non-negative, and not all zero."""
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights must be finite")
+    neg = np.flatnonzero(w < 0)
+    if len(neg):
+        raise ValueError(f"weights must be non-negative: {len(neg)} {'is' if len(neg) == 1 else 'are'} negative "
+                         f"(the first in the row labelled {index[neg[0]]})")
+    if not np.any(w > 0):
+        raise ValueError("all weights are zero: no observation carries information")
+    return w
+
+
+def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
+                random: bool = True, stacklevel: int = 2, weights=None, offset=None, contrasts=None,
+                na_action: str = "omit", extra_variables=()) -> ModelFrame:
+    """Evaluate a formula on a data frame: ``y``, ``X``, the random-effects terms, weights and offset.
+
+    Rows with a missing value in any variable the formula uses (or in the
+    weights or offset) are dropped, with a warning that says how many (R's
+    ``na.omit``; with ``na_action="exclude"``, R's ``na.exclude``, fitted
+    values and residuals are later padded with NaN at those rows).
 
     Parameters
     ----------
     formula : str or MixedFormula
         An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``; a
         formula without random terms gives just ``y`` and ``X``.
+        ``offset(expr)`` terms add a known part to the linear predictor.
     data : pandas.DataFrame
     drop_rank : bool
         Drop columns of X that are linear combinations of earlier columns,
@@ -421,62 +441,90 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         Build the random-effects terms (set False for ``lm``).
     stacklevel : int
         Where warnings point: 2 is the caller of ``model_frame``.
+    weights : str or array_like, optional
+        Prior weights: a column name (or an expression of columns, ``"1/v"``)
+        or one number per row of ``data``.
+    offset : str or array_like, optional
+        An offset: a column name (or expression, ``"log(n)"``) or one number
+        per row; added to the formula's ``offset()`` terms.
+    contrasts : dict, optional
+        Contrasts of factors in the fixed part, ``{"f": "contr.sum"}`` (see
+        :func:`mmbook.engine.contrasts.resolve_contrast`); as in lme4 they do
+        not apply to the random-effects terms.
+    na_action : {"omit", "exclude"}
+    extra_variables : sequence of str
+        Other columns the model reads (a smooth's covariate, a residual
+        correlation's time and cluster): checked, cleared of missing values
+        with the formula's variables, and kept in ``frame``.
 
     Raises
     ------
     KeyError
         A variable is not a column of ``data``.
     ValueError, TypeError
-        Malformed formula, no rows, non-numeric response, a grouping factor
-        with fewer than two levels, and lme4's identifiability checks.
+        Malformed formula, no rows, non-numeric response, negative or
+        infinite weights, a grouping factor with fewer than two levels, and
+        lme4's identifiability checks.
     """
     f = formula if isinstance(formula, MixedFormula) else parse_formula(formula)
     data = _check_data(data)
+    na_action = _check_na_action(na_action)
+    contrasts = _check_contrasts(contrasts)
+    cols = data.columns
 
-    fixed_vars = _variables(f.fixed)
-    resp_vars = {f.response} if f.response in data.columns else _variables(f.response)
-    rand_vars: set[str] = set()
+    fixed_vars = formula_variables(f.fixed, cols)
+    resp_vars = {f.response} if f.response in cols else formula_variables(f.response, cols)
+    off_exprs = list(f.offsets)
+    w_expr = weights if isinstance(weights, str) else None
+    o_expr = offset if isinstance(offset, str) else None
+    extra_vars: set[str] = set()
+    for e in off_exprs + ([o_expr] if o_expr else []) + ([w_expr] if w_expr else []):
+        extra_vars |= _expr_variables(e, cols)
+    expr_vars: set[str] = set()
+    group_vars: set[str] = set()
     for t in f.random:
-        rand_vars |= _variables(t.expr)
-        rand_vars |= set(t.group_vars)
-    needed = [v for v in dict.fromkeys([*sorted(resp_vars), *sorted(fixed_vars), *sorted(rand_vars)])]
-    missing = [v for v in needed if v not in data.columns]
+        expr_vars |= formula_variables(t.expr, cols)
+        group_vars |= set(t.group_vars)
+    needed = list(dict.fromkeys([*sorted(resp_vars), *sorted(fixed_vars), *sorted(extra_vars),
+                                 *sorted(expr_vars), *sorted(group_vars), *extra_variables]))
+    missing = [v for v in needed if v not in cols]
     if missing:
         raise KeyError(
             f"variable{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
-            f"not found in data; its columns are: {', '.join(map(str, data.columns))}")
+            f"not found in data; its columns are: {', '.join(map(str, cols))}")
+    w_arr = None if weights is None or w_expr is not None else _row_values(weights, len(data), "weights")
+    o_arr = None if offset is None or o_expr is not None else _row_values(offset, len(data), "offset")
 
-    frame = data[needed]
-    complete = frame.notna().all(axis=1).to_numpy()
+    full = data[needed]
+    complete = np.array(full.notna().all(axis=1).to_numpy(), dtype=bool)
+    for arr in (w_arr, o_arr):
+        if arr is not None:
+            complete &= ~np.isnan(arr)
     n_dropped = int((~complete).sum())
     if n_dropped:
-        if n_dropped == len(frame):
+        if n_dropped == len(full):
             raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values "
-                      f"removed (of {len(frame)})", UserWarning, stacklevel=stacklevel + 1)
-        frame = frame.loc[complete]
+                      f"removed (of {len(full)})", UserWarning, stacklevel=stacklevel + 1)
+    rows = np.flatnonzero(complete)
+    frame = full.iloc[rows] if n_dropped else full
 
-    # response
-    if f.response in frame.columns:
-        col = frame[f.response]
-        if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col) \
-                or pd.api.types.is_bool_dtype(col):
-            raise TypeError(f"response {f.response!r} must be numeric; it has dtype {col.dtype}")
-        y = col.to_numpy(dtype=float)
-    else:
-        ymat, _ = model_matrix(f"0 + {f.response}", frame, "response")
-        if ymat.shape[1] != 1:
-            raise TypeError(f"response {f.response!r} must be a single numeric column")
-        y = ymat[:, 0]
-    if not np.all(np.isfinite(y)):
-        raise ValueError(f"response {f.response!r} has infinite values")
+    y = _response(f, frame)
+    var_classes = {v: variable_class(full[v]) for v in needed if v not in resp_vars or v in fixed_vars}
+    unused = [k for k in contrasts if k not in fixed_vars]
+    if unused:
+        warnings.warn(f"variable{'s' if len(unused) > 1 else ''} {', '.join(map(repr, unused))} "
+                      f"{'are' if len(unused) > 1 else 'is'} not in the fixed part; "
+                      f"{'their contrasts' if len(unused) > 1 else 'its contrast'} will be ignored",
+                      UserWarning, stacklevel=stacklevel + 1)
+    numeric = [k for k in contrasts if k in fixed_vars and var_classes.get(k) == "numeric"]
+    if numeric:
+        raise ValueError(f"contrasts apply only to factors; {numeric[0]!r} is numeric (use factor({numeric[0]}) "
+                         "in the formula to treat it as a factor)")
 
-    for v in fixed_vars:
-        col = frame[v]
-        if col.dtype == object and col.map(type).nunique() > 1:
-            raise TypeError(f"column {v!r} mixes types ({', '.join(sorted(col.map(lambda x: type(x).__name__).unique()))})")
-
-    X, xnames, x_spec = model_matrix(f.fixed, frame, "fixed-effects model matrix", with_spec=True)
+    X, xnames, x_spec = model_matrix(f.fixed, frame, "fixed-effects model matrix", with_spec=True,
+                                     contrasts={k: c for k, c in contrasts.items() if k in fixed_vars},
+                                     state_frame=full)
     if not np.all(np.isfinite(X)):
         raise ValueError("the fixed-effects model matrix has infinite values")
     dropped_cols: list[str] = []
@@ -488,28 +536,79 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                           f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''} "
                           f"({', '.join(dropped_cols)})", UserWarning, stacklevel=stacklevel + 1)
 
-    mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames,
-                    n_dropped=n_dropped, dropped_columns=dropped_cols, x_spec=x_spec)
+    w = None
+    if w_expr is not None:
+        w, _ = _numeric_expr(w_expr, frame, "weights", full)
+    elif w_arr is not None:
+        w = w_arr[rows]
+    if w is not None:
+        w = _check_weights(w, frame.index)
+    off = np.zeros(len(frame))
+    specs = []
+    for e in off_exprs + ([o_expr] if o_expr else []):
+        v, spec = _numeric_expr(e, frame, "offset", full)
+        off += v
+        specs.append(spec)
+    if o_arr is not None:
+        off += o_arr[rows]
+    has_offset = bool(specs) or o_arr is not None
+    if has_offset and not np.all(np.isfinite(off)):
+        raise ValueError("the offset has infinite values")
+
+    mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames, n_dropped=n_dropped,
+                    dropped_columns=dropped_cols, x_spec=x_spec, weights=w, offset=off if has_offset else None,
+                    offset_specs=tuple(specs), offset_is_array=o_arr is not None, var_classes=var_classes,
+                    contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows,
+                    arguments={k: v for k, v in (("weights", weights), ("offset", offset),
+                                                 ("contrasts", contrasts or None),
+                                                 ("na_action", None if na_action == "omit" else na_action))
+                               if v is not None})
     if random and f.random:
-        mf.terms = random_terms(f.random, frame)
+        mf.terms = random_terms(f.random, frame, state_frame=full)
     return mf
 
 
-def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame) -> list[RandomTerm]:
+def _check_contrasts(contrasts) -> dict:
+    if contrasts is None:
+        return {}
+    if not isinstance(contrasts, Mapping):
+        raise TypeError("contrasts must be a dict from factor name to a contrast, e.g. {'f': 'contr.sum'}")
+    return {str(k): resolve_contrast(v, f"factor {k!r}") for k, v in contrasts.items()}
+
+
+def _response(f: MixedFormula, frame: pd.DataFrame) -> np.ndarray:
+    if f.response in frame.columns:
+        col = frame[f.response]
+        if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+            raise TypeError(f"response {f.response!r} must be numeric; it has dtype {col.dtype}")
+        y = col.to_numpy(dtype=float)  # a logical response counts as 0/1, as lme4's mkRespMod does
+    else:
+        ymat, _ = model_matrix(f"0 + {f.response}", frame, "response")
+        if ymat.shape[1] != 1:
+            raise TypeError(f"response {f.response!r} must be a single numeric column")
+        y = ymat[:, 0]
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"response {f.response!r} has infinite values")
+    return y
+
+
+def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
+                 state_frame: pd.DataFrame | None = None) -> list[RandomTerm]:
     """Build the random-effects terms, check them as lme4 does, and order them.
 
     lme4 (``mkReTrms``) sorts the terms by decreasing number of levels of
     their grouping factor when the numbers differ (``rev(order(nl))``, which
     also reverses ties); it then checks that each grouping factor has at
     least 2 and fewer than ``n`` levels, and that each term has fewer random
-    effects than observations.
+    effects than observations. The terms' columns use R's default contrasts
+    (lme4 passes the ``contrasts`` argument to X only).
     """
     n = len(frame)
     terms = []
     for bar in bars:
         refs, levels = factor_codes(frame, bar.group)
         z, cnames, spec = model_matrix(bar.expr, frame, f"random-effects model matrix of ({bar.text})",
-                                        with_spec=True)
+                                       with_spec=True, state_frame=state_frame)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
         terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames,

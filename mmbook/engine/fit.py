@@ -22,6 +22,7 @@ import pandas as pd
 
 from .control import LmerControl
 from .design import ModelFrame
+from .extensions import extension
 from .intervals import confint
 from .lrt import anova, drop1
 from .matrices import ModelMatrices
@@ -78,8 +79,9 @@ class LmerFit(ModelMatrices):
     Attributes follow lme4's extractor functions: ``fixef``, ``vcov``,
     ``sigma``, ``theta``, ``objective`` (REML criterion or ML deviance),
     ``loglik``, ``aic``, ``bic``, ``nobs``, ``ngroups``, ``varcorr``,
-    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``,
-    ``is_singular``.
+    ``ranef``, ``ranef_condvar``, ``coef``, ``fitted``, ``residuals``
+    (and :meth:`resid` for lme4's other types), ``weights`` (prior
+    weights), ``offset``, ``is_singular``.
     """
 
     mf: ModelFrame
@@ -214,12 +216,28 @@ class LmerFit(ModelMatrices):
 
     @property
     def df_resid_sigma(self) -> int:
-        return self.nobs - self.mf.p if self.REML else self.nobs
+        """Degrees of freedom of ``sigma^2``: ``n - p`` (REML) or ``n`` (ML), ``n`` counting positive weights."""
+        return self.pls.response.dof
 
     @cached_property
     def sigma(self) -> float:
-        """Residual standard deviation: ``sqrt(pwrss / (n - p))`` (REML) or ``sqrt(pwrss / n)`` (ML)."""
+        """Residual standard deviation: ``sqrt(pwrss / (n - p))`` (REML) or ``sqrt(pwrss / n)`` (ML).
+
+        With prior weights ``w_i`` it is the scale of a unit-weight
+        observation: observation ``i`` has residual variance ``sigma^2 / w_i``
+        (lme4's ``sigma``).
+        """
         return float(np.sqrt(self.solution.pwrss / self.df_resid_sigma))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Prior weights, one per observation used (lme4's ``weights(fit)``; all 1 without weights)."""
+        return np.ones(self.nobs) if self.mf.weights is None else self.mf.weights.copy()
+
+    @property
+    def offset(self) -> np.ndarray:
+        """The offset of each observation used (the formula's ``offset()`` terms plus the argument; 0 without)."""
+        return np.zeros(self.nobs) if self.mf.offset is None else self.mf.offset.copy()
 
     @property
     def npar(self) -> int:
@@ -237,7 +255,8 @@ class LmerFit(ModelMatrices):
 
     @property
     def bic(self) -> float:
-        return -2.0 * self.loglik + np.log(self.nobs) * self.npar
+        """``-2 log L + log(n) npar``; ``n`` counts the observations with positive weight."""
+        return -2.0 * self.loglik + np.log(self.mf.n_eff) * self.npar
 
     @property
     def deviance(self) -> float:
@@ -261,10 +280,30 @@ class LmerFit(ModelMatrices):
         """Residual degrees of freedom, ``nobs - npar`` (lme4's ``df.residual``)."""
         return self.nobs - self.npar
 
-    def coef_table(self) -> pd.DataFrame:
-        """lme4's ``coef(summary(fit))``: ``Estimate``, ``Std. Error`` and ``t value`` of the fixed effects."""
+    def coef_table(self, ddf: str = "lme4") -> pd.DataFrame:
+        """The fixed effects' coefficient table.
+
+        ``ddf="lme4"`` (the default): lme4's ``coef(summary(fit))``, with
+        ``Estimate``, ``Std. Error`` and ``t value``. ``ddf="Satterthwaite"``
+        or ``"Kenward-Roger"``: lmerTest's ``summary(fit, ddf = ...)`` table,
+        with ``df`` and ``Pr(>|t|)`` (:func:`mmbook.inference.coef_table`).
+        """
+        if ddf != "lme4":
+            return extension("coef_table")(self, ddf=ddf)
         est, se = self.fixef.to_numpy(), self.stderror.to_numpy()
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se}, index=self.fixef.index)
+
+    def contest(self, L, rhs=0.0, joint: bool = True, ddf: str = "Satterthwaite", **kwargs) -> pd.DataFrame:
+        """Test ``L beta = rhs`` (lmerTest's ``contest``); see :func:`mmbook.inference.contest`."""
+        return extension("contest")(self, L, rhs=rhs, joint=joint, ddf=ddf, **kwargs)
+
+    def emmeans(self, specs, ddf: str | None = None, level: float = 0.95):
+        """Estimated marginal means (emmeans' ``emmeans``); see :func:`mmbook.inference.emmeans`."""
+        return extension("emmeans")(self, specs, ddf=ddf, level=level)
+
+    def r2(self) -> dict:
+        """Nakagawa & Schielzeth's marginal and conditional R²; see :func:`mmbook.inference.r2`."""
+        return extension("r2")(self)
 
     # ------------------------------------------------------- group labels
     @property
@@ -461,19 +500,64 @@ class LmerFit(ModelMatrices):
         return out
 
     @cached_property
+    def mu(self) -> np.ndarray:
+        """Conditional means ``offset + X beta + Z gamma`` of the observations used, shape (n,)."""
+        mu = self.mf.X @ self.beta + self.Zgamma()
+        return mu if self.mf.offset is None else mu + self.mf.offset
+
+    @cached_property
     def fitted(self) -> pd.Series:
-        """Conditional fitted values ``X beta + Z gamma``."""
-        return pd.Series(self.mf.X @ self.beta + self.Zgamma(), index=self.mf.frame.index, name="fitted")
+        """Conditional fitted values ``offset + X beta + Z gamma`` (lme4's ``fitted``).
+
+        Indexed like the rows used; with ``na_action="exclude"`` like the
+        data, NaN at the rows removed for missing values.
+        """
+        return self.mf.pad(self.mu, "fitted")
 
     @cached_property
     def residuals(self) -> pd.Series:
-        """Response residuals ``y - X beta - Z gamma``."""
-        return pd.Series(self.mf.y - self.fitted.to_numpy(), index=self.mf.frame.index, name="residuals")
+        """Response residuals ``y - fitted`` (lme4's ``residuals(fit)``); see :meth:`resid` for other types."""
+        return self.resid("response")
+
+    def resid(self, type: str = "response", scaled: bool = False) -> pd.Series:
+        """Residuals of a type, as lme4's ``residuals(fit, type, scaled)`` (R's ``resid``).
+
+        Parameters
+        ----------
+        type : {"response", "pearson", "working", "deviance"}
+            ``response`` and ``working``: ``y - mu``; ``pearson`` and
+            ``deviance``: ``sqrt(w) (y - mu)`` with ``w`` the prior weights
+            (the same as ``response`` without weights).
+        scaled : bool
+            Divide by ``sigma``.
+
+        Returns
+        -------
+        Series
+            Indexed like :attr:`fitted` (padded with NaN for ``na_action="exclude"``).
+
+        Raises
+        ------
+        ValueError
+            An unknown type (lme4's ``partial`` is not implemented there either).
+        """
+        r = self.mf.y - self.mu
+        if type in ("pearson", "deviance"):
+            if self.mf.weights is not None:
+                r = r * np.sqrt(self.mf.weights)
+        elif type not in ("response", "working"):
+            raise ValueError(f"type must be 'response', 'pearson', 'working' or 'deviance', got {type!r}")
+        if scaled:
+            r = r / self.sigma
+        return self.mf.pad(r, "residuals")
 
     @property
     def scaled_residuals(self) -> pd.Series:
-        """Residuals divided by ``sigma`` (as in lme4's summary)."""
-        return self.residuals / self.sigma
+        """Pearson residuals divided by ``sigma`` for the rows used (lme4's summary shows their quantiles)."""
+        r = (self.mf.y - self.mu) / self.sigma
+        if self.mf.weights is not None:
+            r = r * np.sqrt(self.mf.weights)
+        return pd.Series(r, index=self.mf.frame.index, name="residuals")
 
     # ------------------------------------------------------------ methods
     def predict(self, newdata: pd.DataFrame | None = None, re_form="all", allow_new_levels: bool = False):
@@ -499,9 +583,19 @@ class LmerFit(ModelMatrices):
         """The model fitted again with changes (lme4's ``update``); see :func:`mmbook.engine.update.update`."""
         return update(self, formula, data=data, REML=REML, **kwargs)
 
-    def anova(self) -> pd.DataFrame:
-        """lme4's ``anova(fit)``: the sequential F table of the fixed-effects terms; see :func:`mmbook.engine.lrt.anova`."""
-        return anova(self)
+    def anova(self, type=None, ddf: str | None = None) -> pd.DataFrame:
+        """F tests of the fixed-effects terms.
+
+        With no arguments, lme4's ``anova(fit)``: the sequential F table
+        without denominator df (:func:`mmbook.engine.lrt.anova`). With
+        ``type`` (1, 2, 3) or ``ddf`` ("Satterthwaite", "Kenward-Roger"):
+        lmerTest's ``anova(fit, type, ddf)`` with DenDF and Pr(>F)
+        (:func:`mmbook.inference.anova_table`; defaults type 3, Satterthwaite).
+        """
+        if type is None and ddf in (None, "lme4"):
+            return anova(self)
+        return extension("anova_table")(self, type=3 if type is None else type,
+                                        ddf="Satterthwaite" if ddf is None else ddf)
 
     def drop1(self, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
         """Each fixed-effects term dropped in turn (lme4's ``drop1``); see :func:`mmbook.engine.lrt.drop1`."""

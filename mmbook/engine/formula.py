@@ -63,12 +63,17 @@ class MixedFormula:
     random : tuple of BarTerm
         Random-effects terms in the order written, after ``||`` and ``/``
         have been expanded.
+    offsets : tuple of str
+        Expressions of the ``offset(...)`` terms (``"log(n)"`` for
+        ``offset(log(n))``), each once: R's ``terms`` keeps one copy of a
+        repeated term.
     """
 
     text: str
     response: str
     fixed: str
     random: tuple[BarTerm, ...]
+    offsets: tuple[str, ...] = ()
 
 
 def split_top_level(s: str, seps: str = "+") -> list[tuple[str, str]]:
@@ -205,6 +210,8 @@ def _deparse(s: str) -> str:
     s = s.replace(" *  * ", "^").replace(" * * ", "^")
     s = re.sub(r"\s*\|\s*\|\s*", " || ", s)
     s = re.sub(r"\s*([/:^])\s*", r"\1", s)  # R writes a/b, a:b, x^2 without spaces
+    s = re.sub(r"\s*,\s*", ", ", s)  # f(x, 2), g(x, df = 4)
+    s = re.sub(r"\s*(?<![=<>!])=(?!=)\s*", " = ", s)
     s = re.sub(r" +", " ", s)
     return s.strip()
 
@@ -272,6 +279,8 @@ def parse_formula(formula: str) -> MixedFormula:
 
     fixed_parts: list[str] = []
     random: list[BarTerm] = []
+    offsets: list[str] = []
+    shown_fixed: list[str] = []
     for sign, piece in split_top_level(rhs, "+-"):
         if piece == "":
             if sign == "+" and not fixed_parts and not random:
@@ -286,15 +295,37 @@ def parse_formula(formula: str) -> MixedFormula:
             raise ValueError(
                 f"malformed formula {formula!r}: random-effects terms must be written in brackets, "
                 f"like (1 | g); got {piece!r}")
+        elif (off := _offset_expr(piece, formula)) is not None:
+            if sign == "-":
+                raise ValueError(f"malformed formula {formula!r}: an offset cannot be removed with '-'")
+            if off not in offsets:
+                offsets.append(off)
+            shown_fixed.append(piece)
         else:
             fixed_parts.append(piece if sign == "+" else f"- {piece}")
+            shown_fixed.append(fixed_parts[-1])
     fixed = " + ".join(fixed_parts).replace("+ -", "-") if fixed_parts else "1"
     if all(p.startswith("-") for p in fixed_parts) and fixed_parts:
         fixed = "1 " + " ".join(fixed_parts)
     shown = _deparse(lhs) + " ~ " + " + ".join(
-        [_deparse(p) for p in fixed_parts] + [_show_bar(t) for t in _raw_bars(rhs)])
+        [_deparse(p) for p in shown_fixed] + [_show_bar(t) for t in _raw_bars(rhs)])
     shown = shown.replace("+ -", "-")
-    return MixedFormula(text=shown, response=lhs, fixed=fixed, random=tuple(random))
+    return MixedFormula(text=shown, response=lhs, fixed=fixed, random=tuple(random), offsets=tuple(offsets))
+
+
+def _offset_expr(piece: str, formula: str) -> str | None:
+    """``"log(n)"`` for the term ``offset(log(n))``; None for any other term."""
+    m = re.fullmatch(r"offset\s*(\(.*\))", piece, flags=re.S)
+    if m is None:
+        return None
+    inner = _strip_outer_parens(m.group(1))
+    if inner is None:
+        return None
+    if not inner.strip():
+        raise ValueError(f"malformed formula {formula!r}: offset() needs an expression, like offset(log(n))")
+    if "|" in inner:
+        raise ValueError(f"malformed formula {formula!r}: an offset cannot contain '|'")
+    return inner.strip()
 
 
 def _show_bar(inner: str) -> str:

@@ -35,9 +35,10 @@ def fixed_assign(fit) -> tuple[list[str], np.ndarray]:
     formula = fit.call.args["formula"] if getattr(fit, "call", None) is not None else fit.formula
     by_key = {key: label for label, key, _ in fixed_terms(formula)}
     labels, col_term = [], {}
-    if hasattr(spec, "term_indices"):  # formulaic ModelSpec
-        names = [r_column_name(c) for c in spec.column_names]
-        for term, cols in spec.term_indices.items():
+    inner = getattr(spec, "spec", spec)  # a MatrixSpec wraps formulaic's ModelSpec, with R's column names
+    if hasattr(inner, "term_indices"):
+        names = list(spec.column_names) if inner is not spec else [r_column_name(c) for c in spec.column_names]
+        for term, cols in inner.term_indices.items():
             if term.degree == 0:
                 label = "(Intercept)"
             else:

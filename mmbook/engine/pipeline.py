@@ -40,7 +40,6 @@ from .control import LmerControl, blas_threads
 from .design import ModelFrame, model_frame
 from .fit import LmerFit
 from .formula import parse_formula
-from .gls import drop_incomplete, rows_used
 from .residual import check_nesting, parse_residual, residual_correlation
 from .smooth import add_smooths, split_smooths
 from .stages import check_control, fit_model
@@ -50,7 +49,8 @@ __all__ = ["lmer", "build_model_frame"]
 
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
-         start: np.ndarray | None = None, residual: str | None = None) -> LmerFit:
+         start: np.ndarray | None = None, weights=None, offset=None, contrasts: dict | None = None,
+         na_action: str = "omit", residual: str | None = None) -> LmerFit:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Parameters
@@ -65,6 +65,26 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         Starting ``theta``. Default: a moment estimate for random-intercept
         terms (:meth:`mmbook.engine.pls.PLS.moment_start`) and lme4's start
         (1 on the diagonal of ``T``, 0 below it) for the others.
+    weights : str or array_like, optional
+        Prior weights ``w_i`` (a column name or expression, or one number per
+        row of ``data``): observation ``i`` has residual variance
+        ``sigma^2 / w_i``. They enter the criterion as lme4's do
+        (``- sum(log w_i)``); a weight of 0 removes the observation's
+        influence (the fit equals the fit without it; lme4 1.1-31 returns an
+        infinite criterion instead), a negative weight is an error.
+    offset : str or array_like, optional
+        A known part of the linear predictor (a column name or expression,
+        or one number per row), added to the formula's ``offset(x)`` terms;
+        fitted values and predictions include it.
+    contrasts : dict, optional
+        Coding of factors in the fixed part, e.g. ``{"f": "contr.sum"}``,
+        ``{"f": mmbook.contr.treatment(base="b")}`` or a coding matrix;
+        coefficients get R's names (``f1``, ``f2`` for ``contr.sum``). Ordered
+        factors default to ``contr.poly`` (``f.L``, ``f.Q``), as in R.
+    na_action : {"omit", "exclude"}
+        Rows with missing values are removed (with a warning); with
+        ``"exclude"`` (R's ``na.exclude``) fitted values, residuals and
+        ``predict()`` are padded with NaN at those rows, indexed like ``data``.
     residual : str, optional
         Correlated residuals within clusters (nlme's ``correlation``):
         ``"ar1(t | g)"`` (``corr = phi^|t_i - t_j|``, nlme's ``corAR1(form =
@@ -73,7 +93,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         ``rho``, nlme's ``corCompSymm``). The parameter is estimated with
         ``theta`` (:attr:`LmerFit.phi`, :attr:`LmerFit.rho`). The clusters
         must be nested in the grouping factor of the first random-effects
-        term (see :mod:`mmbook.engine.residual`).
+        term (see :mod:`mmbook.engine.residual`). Not with ``weights``.
 
     The formula may contain smooth terms ``s(x, k = 10, bs = "cr")`` (mgcv's
     cubic regression spline), fitted as random effects with one variance
@@ -99,19 +119,24 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4, residual=residual)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
+                               na_action=na_action, residual=residual)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, residual=None) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, residual=None,
+                      **frame_args) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
 
-    Smooth terms ``s(...)`` become fixed columns and one random-effects term
-    each (:func:`mmbook.engine.smooth.add_smooths`); ``residual`` becomes
-    the model frame's residual correlation structure.
+    ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
+    go to :func:`mmbook.engine.design.model_frame`. Smooth terms ``s(...)``
+    become fixed columns and one random-effects term each
+    (:func:`mmbook.engine.smooth.add_smooths`); ``residual`` becomes the
+    model frame's residual correlation structure
+    (:func:`mmbook.engine.residual.residual_correlation`).
 
     Raises
     ------
@@ -126,16 +151,11 @@ def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, res
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          f"or use {hint} for a model without random effects")
     spec = parse_residual(residual) if residual is not None else None
+    if spec is not None and frame_args.get("weights") is not None:
+        raise NotImplementedError("prior weights together with correlated residuals are not supported")
     extra = [s.variable for s in smooths] + (spec.variables if spec else [])
-    if extra:
-        if not isinstance(data, pd.DataFrame):
-            data = pd.DataFrame(data)
-        data = drop_incomplete(data, extra, "the smooths' covariates and the residual structure",
-                               stacklevel=stacklevel + 1)
-    mf = model_frame(replace(f, fixed=fixed), data, drop_rank=True, stacklevel=stacklevel + 1)
-    if extra:  # the frame keeps the variables of the smooths and of the residual structure too
-        rows = rows_used(data, mf)
-        mf.frame = mf.frame.assign(**{v: rows[v] for v in extra if v not in mf.frame.columns})
+    mf = model_frame(replace(f, fixed=fixed), data, drop_rank=True, stacklevel=stacklevel + 1,
+                     extra_variables=extra, **frame_args)
     if smooths:
         mf = add_smooths(mf, smooths, stacklevel=stacklevel + 1)
     mf.formula = f

@@ -157,10 +157,18 @@ class PLS:
         Criterion: REML (True) or ML deviance (False); it is owned by
         :attr:`response` (a :class:`~mmbook.engine.response.GaussianResponse`).
     sqrtw : array_like, optional
-        Square roots of the prior weights, one per row (default: all 1).
+        Square roots of the weights, one per row (default: the square roots of
+        the model frame's prior weights ``mf.weights``; all 1 without them).
 
     Notes
     -----
+    With prior weights ``w`` and an offset ``o`` (both on the model frame) the
+    problem is the weighted one, ``min ||W^{1/2}(y - o - X beta - Z Lambda u)||^2 + ||u||^2``;
+    the criterion counts the observations with positive weight (``mf.n_eff``)
+    and subtracts ``sum(log w_i)`` (:class:`~mmbook.engine.response.GaussianResponse`),
+    as lme4's ``lmerResp`` does. Rows of weight 0 then drop out entirely:
+    the fit equals the fit without them.
+
     Follows lme4's ``merPredD`` (Bates et al. 2015, section 3) with
     MixedModels.jl's blocked layout: the first term's diagonal blocks are
     factored with batched arithmetic, everything after it is one dense
@@ -172,8 +180,10 @@ class PLS:
             raise ValueError("a linear mixed model needs at least one random-effects term, like (1 | g)")
         self.terms: list[RandomTerm] = mf.terms
         self.n, self.p = mf.n, mf.p
-        self.response = GaussianResponse(n=self.n, p=self.p, REML=REML)
-        self.X, self.y = mf.X, mf.y
+        self.response = GaussianResponse(n=mf.n_eff, p=self.p, REML=REML, logdet_w=mf.logdet_w)
+        self.X, self.y = mf.X, mf.y_offset
+        if sqrtw is None and mf.weights is not None:
+            sqrtw = np.sqrt(mf.weights)
 
         # theta layout: term k owns theta[off[k]:off[k+1]]; a residual correlation's parameter follows
         sizes = [t.ntheta for t in self.terms]
@@ -233,7 +243,8 @@ class PLS:
         sqrtw : ndarray, shape (n,), optional
             Square roots of the weights (None: unit weights).
         y : ndarray, shape (n,), optional
-            A new response (default: keep the current one).
+            A new response for the least squares problem, offset already
+            subtracted (default: keep the current one).
         """
         if y is not None:
             self.y = np.asarray(y, dtype=float)
@@ -316,17 +327,21 @@ class PLS:
         if not icpt:
             return theta
         X, y = self.X, self.y
+        w = np.ones(self.n) if self.sqrtw is None else self.sqrtw ** 2
+        used = w > 0
         if self.p:
-            beta = np.linalg.lstsq(X, y, rcond=None)[0]
+            sw = np.sqrt(w)
+            beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
             r = y - X @ beta
         else:
-            r = y - y.mean()
-        total = r.var()
+            r = y - np.average(y, weights=w)
+        total = np.average(r[used] ** 2, weights=w[used]) - np.average(r[used], weights=w[used]) ** 2
         if not total > 0 or not np.isfinite(total):
             return theta
-        counts = {k: np.maximum(np.bincount(self.terms[k].refs, minlength=self.terms[k].nlevels), 1)
+        counts = {k: np.maximum(np.bincount(self.terms[k].refs[used], minlength=self.terms[k].nlevels), 1)
                   for k in icpt}
-        means = {k: np.bincount(self.terms[k].refs, r, minlength=self.terms[k].nlevels) / counts[k]
+        means = {k: np.bincount(self.terms[k].refs, w * r, minlength=self.terms[k].nlevels)
+                 / np.maximum(np.bincount(self.terms[k].refs, w, minlength=self.terms[k].nlevels), 1e-300)
                  for k in icpt}
         tau2 = {k: 0.0 for k in icpt}
         sigma2 = total

@@ -9,6 +9,12 @@
   conditional modes and the others are drawn afresh, ``u* ~ N(0, sigma^2 I)``,
   ``e* ~ N(0, sigma^2 I)``.
 
+Both include the offset, and on the fitted data follow ``na_action``
+(padded with NaN at removed rows for ``"exclude"``); new data are checked
+and encoded by :mod:`mmbook.engine.newdata` (the fit's factor levels,
+contrasts and transform state). Simulated residuals have variance
+``sigma^2 / w_i`` for prior weights ``w``.
+
 ``re_form`` follows lme4's ``re.form``: ``"all"`` (R's ``NULL``) uses every
 random-effects term; ``None``, ``"NA"`` or ``"~0"`` (R's ``NA``, ``~0``) none;
 a formula such as ``"~ (1 | g)"`` the terms it names. A term of ``re_form``
@@ -24,10 +30,11 @@ import pandas as pd
 
 from .design import factor_codes, model_matrix
 from .formula import BarTerm, parse_formula
+from .newdata import newdata_fixed, newdata_random
 from .residual import residual_correlation
-from .smooth import is_smooth
+from .smooth import is_smooth, newdata_smooth
 
-__all__ = ["predict", "simulate", "simulate_matrix", "re_form_terms", "normal_draws", "as_rng"]
+__all__ = ["predict", "simulate", "simulate_matrix", "linear_predictor", "re_form_terms", "normal_draws", "as_rng"]
 
 _NO_RE = ("NA", "~0", "~ 0", "0", "~NA")
 
@@ -99,20 +106,13 @@ def _level_positions(levels, frame: pd.DataFrame, group: str, what: str, allow_n
     return pos, codes, labels
 
 
-def _positions(t, frame: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
-    """Each row's level of term ``t`` in ``frame`` (-1: a new level); a smooth's one level for every row."""
-    if is_smooth(t):
-        return np.zeros(len(frame), dtype=np.int64)
-    return _level_positions(t.levels, frame, t.group, f"({t.bar.text})", allow_new_levels)[0]
-
-
 def _smooth_part(fit, frame: pd.DataFrame | None) -> np.ndarray:
     """``sum_s Z_s b_s``: the smooths' penalized parts (part of every prediction, whatever ``re_form``)."""
     n = fit.nobs if frame is None else len(frame)
     eta = np.zeros(n)
     for t, g in zip(fit.terms, fit.gamma):
         if is_smooth(t):
-            z = t.z if frame is None else t.smooth.random_matrix(frame)
+            z = t.z if frame is None else newdata_smooth(fit.mf, t, frame)
             eta += z @ g[0]
     return eta
 
@@ -176,34 +176,41 @@ def predict(fit, newdata: pd.DataFrame | None = None, re_form="all", allow_new_l
     KeyError
         ``newdata`` lacks a variable of the model.
     """
-    bars = re_form_terms(fit, re_form)
+    eta = linear_predictor(fit, newdata, re_form_terms(fit, re_form), allow_new_levels)
     if newdata is None:
-        eta = fit.mf.X @ fit.beta
+        return fit.mf.pad(eta, "predicted")
+    return pd.Series(eta, index=newdata.index, name="predicted")
+
+
+def linear_predictor(fit, newdata, bars, allow_new_levels: bool = False) -> np.ndarray:
+    """``offset + X beta`` plus the random effects ``bars`` names (None: all), unpadded, shape (n,)."""
+    if newdata is None:
+        eta = fit.mf.X @ fit.beta + fit.offset
         if bars is None:
             eta = eta + fit.Zgamma()
         else:
             eta = eta + _smooth_part(fit, None)
             if bars:
                 eta = eta + _re_contribution(fit, fit.mf.frame, bars, allow_new_levels=False)
-        return pd.Series(eta, index=fit.mf.frame.index, name="predicted")
+        return eta
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
-    # categorical columns must carry the fitted levels so that the contrasts line up
-    X_all, names_all = model_matrix(fit.mf.x_spec, newdata, "fixed-effects model matrix for newdata")
-    idx = [names_all.index(nm) for nm in fit.mf.xnames]
-    eta = X_all[:, idx] @ fit.beta
+    # factor levels, contrasts and transform state (scale, poly, bs) are the fit's
+    X, offset = newdata_fixed(fit.mf, newdata)
+    eta = X @ fit.beta + offset
     if bars is None:
         for t, g in zip(fit.terms, fit.gamma):
-            z, _ = model_matrix(t.spec, newdata, f"random-effects model matrix of ({t.bar.text}) for newdata")
-            pos = _positions(t, newdata, allow_new_levels)
+            if is_smooth(t):  # a smooth: its one level holds every row
+                eta = eta + newdata_smooth(fit.mf, t, newdata) @ g[0]
+                continue
+            z, pos = newdata_random(fit.mf, t, newdata, allow_new_levels)
             new = pos < 0
-            contrib = np.einsum("nq,nq->n", z, g[np.where(new, 0, pos)])
-            eta = eta + np.where(new, 0.0, contrib)
+            eta = eta + np.einsum("nq,nq->n", np.where(new[:, None], 0.0, z), g[np.where(new, 0, pos)])
     else:
         eta = eta + _smooth_part(fit, newdata)
         if bars:
             eta = eta + _re_contribution(fit, newdata, bars, allow_new_levels)
-    return pd.Series(eta, index=newdata.index, name="predicted")
+    return eta
 
 
 # -------------------------------------------------------------------------- simulate
@@ -276,7 +283,7 @@ def simulate_matrix(fit, nsim: int, rng, re_form=None, newdata: pd.DataFrame | N
     cond = re_form_terms(fit, re_form)
     on_fit_frame = newdata is None
     frame = _frame_for(fit, newdata)
-    eta = predict(fit, newdata, re_form=re_form, allow_new_levels=allow_new_levels).to_numpy()
+    eta = linear_predictor(fit, newdata, cond, allow_new_levels)
     n = len(eta)
     terms = _simulated_terms(fit, frame, on_fit_frame, allow_new_levels, cond)
     Q = sum(nl * fit.terms[k].q for k, _, _, nl in terms)
@@ -291,6 +298,9 @@ def simulate_matrix(fit, nsim: int, rng, re_form=None, newdata: pd.DataFrame | N
             bk = uk @ fit.T(k).T  # (nsim, nl, q): Lambda u per level
             reff += np.einsum("nq,snq->sn", z, bk[:, refs, :])
     e = normal_draws(rng, nsim * n).reshape(nsim, n)
+    if on_fit_frame:  # prior weights: residual sd sigma / sqrt(w_i); a row of weight 0 keeps its mean
+        w = fit.weights
+        e = e * np.where(w > 0, 1.0 / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
     corr = fit.mf.residual
     if corr is not None:  # correlated residuals: e = W^{-1} (independent draws)
         if not on_fit_frame:
@@ -359,5 +369,7 @@ def simulate(fit, nsim: int = 1, seed=None, use_u: bool | None = None, re_form=N
         re_form = "all" if use_u else None
     rng = as_rng(seed)
     Y = simulate_matrix(fit, int(nsim), rng, re_form=re_form, newdata=newdata, allow_new_levels=allow_new_levels)
-    index = fit.mf.frame.index if newdata is None else newdata.index
-    return pd.DataFrame(Y, index=index, columns=[f"sim_{i + 1}" for i in range(int(nsim))])
+    names = [f"sim_{i + 1}" for i in range(int(nsim))]
+    if newdata is None:  # the fitted rows, padded at removed rows under na_action="exclude"
+        return pd.DataFrame({nm: fit.mf.pad(Y[:, i], nm) for i, nm in enumerate(names)})
+    return pd.DataFrame(Y, index=newdata.index, columns=names)

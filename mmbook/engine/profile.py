@@ -248,7 +248,8 @@ class Profiler:
             return np.inf
         if not F.is_valid():
             return np.inf
-        return F.logdet_L + self.n * np.log(2 * np.pi * sigma ** 2) + F.pwrss / sigma ** 2 + self.pls.logdet_R
+        # weights included; correlated residuals add log|R| (the Jacobian of the whitening)
+        return self.pls.response.deviance_at(F.logdet_L, F.pwrss, sigma) + self.pls.logdet_R
 
     def _beta_pieces(self, theta):
         s = self.pls.solve(theta)
@@ -270,7 +271,7 @@ class Profiler:
         e[j] = 1.0
         w = sla.solve_triangular(RX, e, lower=True, check_finite=False)  # V_jj = |R_X^{-1} e_j|^2
         r2 = F.pwrss + (v - beta[j]) ** 2 / float(w @ w)
-        return F.logdet_L + self.n * (1 + np.log(2 * np.pi * r2 / self.n)) + self.pls.logdet_R
+        return self.pls.response.objective(F.logdet_L, 0.0, r2) + self.pls.logdet_R  # ML, profiled over sigma
 
     # --------------------------------------------------------------- points
     def point(self, j: int, v: float, start=None):
@@ -306,7 +307,7 @@ class Profiler:
             beta = s.beta + V[:, jb] / V[jb, jb] * (v - s.beta[jb])
             beta[jb] = v
             r2 = s.pwrss + (v - s.beta[jb]) ** 2 / V[jb, jb]
-            sigma = np.sqrt(r2 / self.n)
+            sigma = self.pls.response.sigma(r2)
             params = np.concatenate([_phi(self.terms, res.theta, sigma, self.offsets, self.corr), beta])
             nxt = res.theta
         zeta = np.sign(v - est[j]) * np.sqrt(max(dev - self.dev_min, 0.0)) if np.isfinite(dev) else np.nan

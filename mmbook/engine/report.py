@@ -86,6 +86,10 @@ def summary_text(fit, digits: int = 4) -> str:
     method = "REML" if fit.REML else "maximum likelihood "
     out.append(f"Linear mixed model fit by {method} ['lmerMod']")
     out.append(f"Formula: {fit.formula}")
+    for label, key in (("Weights: ", "weights"), (" Offset: ", "offset")):  # lme4's lines, when given
+        if key in fit.mf.arguments:
+            given = fit.mf.arguments[key]
+            out.append(label + (given if isinstance(given, str) else "<array>"))
     out.append("")
     if fit.REML:
         out.append(f"REML criterion at convergence: {cat_number(round(fit.objective, 1))}")

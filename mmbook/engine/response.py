@@ -41,7 +41,11 @@ class GaussianResponse:
         REML criterion (True) or ML deviance (False).
     logdet_w : float
         ``sum(log w_i)`` of the prior weights (0 without weights): the
-        deviance of a weighted fit subtracts it, as lme4's does.
+        deviance of a weighted fit subtracts it, as lme4's does (``ldW`` in
+        ``lmerResp``). With it the criterion is the (restricted) likelihood of
+        ``y ~ N(X beta, sigma^2 (W^{-1} + Z Lambda Lambda' Z'))``; ``n`` then
+        counts the observations with positive weight (a weight of 0 removes
+        an observation; lme4 1.1-31 returns an infinite criterion instead).
 
     Raises
     ------
@@ -73,6 +77,13 @@ class GaussianResponse:
         if self.REML:
             crit += logdet_RX
         return float(crit)
+
+    def deviance_at(self, logdet_L: float, pwrss: float, sigma: float) -> float:
+        """ML deviance at a given ``sigma`` (not profiled), for profiling ``sigma`` itself.
+
+        ``-2 log L = log|L_theta|^2 + n log(2 pi sigma^2) + r^2 / sigma^2 - sum(log w_i)``.
+        """
+        return float(logdet_L + self.n * (_LOG2PI + 2.0 * np.log(sigma)) + pwrss / sigma ** 2 - self.logdet_w)
 
     def sigma(self, pwrss: float) -> float:
         """Residual standard deviation at the optimum: ``sqrt(pwrss / dof)``."""

@@ -44,6 +44,7 @@ import scipy.linalg as sla
 
 from .design import RandomTerm
 from .formula import BarTerm, split_top_level
+from .modelmatrix import MatrixSpec, model_matrix
 
 __all__ = ["SmoothSpec", "CubicRegressionSpline", "MixedSmooth", "SmoothTerm", "SmoothXSpec", "parse_smooth",
            "split_smooths", "add_smooths", "is_smooth", "smooth_edf"]
@@ -393,43 +394,43 @@ class MixedSmooth:
         return self.U_fixed @ np.atleast_1d(beta_fixed) + self.U_random @ np.asarray(b)
 
 
-class SmoothBasisSpec:
-    """Builds a smooth's columns for new data (the ``spec`` of its terms, like formulaic's).
+class SmoothBasisSpec(MatrixSpec):
+    """Builds a smooth's columns for new data (the ``spec`` of its random-effects term, or of ``X``'s part).
 
-    ``part`` is ``"fixed"`` or ``"random"``.
+    ``part`` is ``"fixed"`` or ``"random"``; the covariate is read as a number.
     """
 
     def __init__(self, smooth: MixedSmooth, part: str):
+        names = smooth.fixed_names if part == "fixed" else smooth.random_names
+        super().__init__(spec=None, column_names=list(names), variables=[smooth.spec.variable],
+                         classes={smooth.spec.variable: "numeric"})
         self.smooth, self.part = smooth, part
-        self.column_names = smooth.fixed_names if part == "fixed" else smooth.random_names
 
-    def get_model_matrix(self, frame: pd.DataFrame, na_action="raise") -> pd.DataFrame:
-        M = self.smooth.fixed_matrix(frame) if self.part == "fixed" else self.smooth.random_matrix(frame)
-        return pd.DataFrame(M, columns=self.column_names, index=frame.index)
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.smooth.fixed_matrix(frame) if self.part == "fixed" else self.smooth.random_matrix(frame)
+
+    def __repr__(self) -> str:
+        return f"the {self.part} columns of {self.smooth.spec.text}"
 
 
-class SmoothXSpec:
-    """Builds ``X`` for new data: the parametric columns (their own spec), then each smooth's fixed columns.
+class SmoothXSpec(MatrixSpec):
+    """Builds ``X`` for new data: the parametric columns (their own spec), then each smooth's fixed columns."""
 
-    ``keep`` lists the names of the columns the fit kept (a smooth's linear
-    column is dropped when ``X`` already has the covariate).
-    """
+    def __init__(self, inner, smooths: list):
+        self.inner, self.smooths = inner, list(smooths)
+        names = list(inner.column_names) + [nm for ms in self.smooths for nm in ms.fixed_names]
+        variables = list(dict.fromkeys(list(getattr(inner, "variables", []))
+                                       + [ms.spec.variable for ms in self.smooths]))
+        super().__init__(spec=getattr(inner, "spec", None), column_names=names,
+                         contrasts=dict(getattr(inner, "contrasts", {}) or {}), variables=variables,
+                         classes=dict(getattr(inner, "classes", {}) or {}))
 
-    def __init__(self, inner, smooths: list, keep: list[str]):
-        self.inner, self.smooths, self.keep = inner, list(smooths), list(keep)
-        self.column_names = list(keep)
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        X = model_matrix(self.inner, frame, "fixed-effects model matrix")[0]
+        return np.column_stack([X] + [ms.fixed_matrix(frame) for ms in self.smooths])
 
     def __repr__(self) -> str:
         return "the fixed part with " + ", ".join(ms.spec.text for ms in self.smooths)
-
-    def get_model_matrix(self, frame: pd.DataFrame, na_action="raise") -> pd.DataFrame:
-        from .design import model_matrix
-
-        X, names = model_matrix(self.inner, frame, "fixed-effects model matrix")
-        cols = [X] + [ms.fixed_matrix(frame) for ms in self.smooths]
-        names = list(names) + [nm for ms in self.smooths for nm in ms.fixed_names]
-        df = pd.DataFrame(np.column_stack(cols), columns=names, index=frame.index)
-        return df[[c for c in self.keep if c in df.columns]]
 
 
 @dataclass
@@ -504,8 +505,26 @@ def add_smooths(mf, specs: list[SmoothSpec], stacklevel: int = 2):
                       UserWarning, stacklevel=stacklevel + 1)
     terms = list(mf.terms) + [SmoothTerm.of(ms, x) for ms, x in zip(built, xs)]
     return replace(mf, X=np.ascontiguousarray(X), xnames=names, terms=terms, smooths=built,
-                   x_spec=SmoothXSpec(mf.x_spec, built, names),
+                   x_spec=SmoothXSpec(mf.x_spec, built),
                    dropped_columns=list(mf.dropped_columns) + dropped)
+
+
+def newdata_smooth(mf, term: "SmoothTerm", newdata: pd.DataFrame) -> np.ndarray:
+    """A smooth term's random-effects columns for new data (NaN rows where its covariate is missing).
+
+    Raises
+    ------
+    KeyError, TypeError
+        The covariate is not a column of ``newdata``, or not numeric.
+    """
+    from .newdata import check_newdata
+
+    var = term.smooth.spec.variable
+    ok = check_newdata(mf, newdata, [var], f"smooth {term.smooth.spec.text}")
+    out = np.full((len(newdata), term.q), np.nan)
+    if ok.any():
+        out[ok] = term.smooth.random_matrix(newdata.loc[ok] if newdata.index.is_unique else newdata.iloc[np.flatnonzero(ok)])
+    return out
 
 
 def is_smooth(term) -> bool:

@@ -57,10 +57,11 @@ import pandas as pd
 from ..engine.design import ModelFrame, model_frame
 from ..engine.formula import parse_formula
 from ..engine.linalg import chol_blocks, solve_lower_blocks, solve_upper_blocks
+from ..extras import require
 
 with warnings.catch_warnings():  # ArviZ announces its refactor once a day with a FutureWarning
     warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
+    az = require("arviz", "bayes")
 
 __all__ = ["Prior", "BayesLMM", "gibbs_lmm"]
 

@@ -6,7 +6,7 @@
 # twice: with lme4's default optimizer settings (what a user of lme4 1.1-31 sees),
 # and with bobyqa run to a very tight tolerance (rhoend = 1e-12), which reaches the
 # true REML optimum. It also records confint(method = "profile"), anova(m0, m) and
-# predict() for one existing and one new subject. Writes tests/data/lme4_applied.json.
+# predict() for one existing and one new subject. Writes mmbook/reference/lme4_applied.json.
 suppressMessages(library(lme4))
 library(jsonlite)
 
@@ -53,4 +53,4 @@ out <- list(
   predict = list(subject_308_day10 = unname(pr_old), new_subject_day10 = unname(pr_new))
 )
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE, na = "null"),
-           "tests/data/lme4_applied.json")
+           "mmbook/reference/lme4_applied.json")

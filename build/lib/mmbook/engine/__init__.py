@@ -1,0 +1,15 @@
+"""The fitting engine: lme4's pipeline for linear mixed models.
+
+Stages of a fit, one module each (see :mod:`mmbook.engine.pipeline`):
+``formula`` -> ``design`` (built on ``modelmatrix``, with R's functions and
+factors in ``rfunctions``, R's names in ``rnames`` and R's ``contrasts``;
+``newdata`` rebuilds it for new data) -> ``pls`` (predictor) + ``response``
+(criterion) -> ``optimize`` -> ``stages`` (convergence checks, refits) ->
+``fit`` (the result; its matrices in ``matrices``, lme4's ``getME``).
+lme4's verbs around a fit: ``predict`` (predict, simulate), ``update``
+(update, formula arithmetic), ``lrt`` (anova, drop1), ``profile`` (profile),
+``intervals`` (confint), ``bootstrap`` (bootMer), ``tidy`` (broom.mixed's
+tidy, glance); ``report`` prints lme4's summary. The engine imports neither
+statsmodels, matplotlib nor the
+book's forms.
+"""

@@ -1,0 +1,167 @@
+"""The parametric bootstrap (lme4's ``bootMer``) and its progress bar."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+
+from .stages import refit
+from .predict import as_rng, simulate_matrix
+
+__all__ = ["bootstrap"]
+
+
+class _Progress:
+    """A text progress bar whose saved output does not depend on timing.
+
+    In a terminal it redraws one line with carriage returns. In a notebook
+    it updates a display in place while it runs, empties it at the end and
+    prints the finished bar once: saved notebooks, nbval and the built book
+    then all hold the same single line, however the run was timed. Written
+    to anything else (a file, a pipe, a log) it writes nothing while it runs
+    and the finished bar once, as one line.
+    """
+
+    def __init__(self, total: int, label: str, enabled: bool, width: int = 40):
+        self.total, self.label, self.enabled, self.width = total, label, enabled, width
+        self.shown = -1
+        self.handle = None
+        self.live = False  # redraw while running (a terminal)
+        if enabled and _in_kernel():
+            from IPython.display import display
+
+            self.handle = display(_Text(""), display_id=True)
+        elif enabled:
+            isatty = getattr(sys.stdout, "isatty", None)
+            self.live = bool(isatty and isatty())
+        self.update(0)
+
+    def _text(self, done: int) -> str:
+        filled = int(self.width * done / self.total)
+        return f"{self.label}: [{'#' * filled}{' ' * (self.width - filled)}] {done}/{self.total}"
+
+    def update(self, done: int):
+        if not self.enabled:
+            return
+        filled = int(self.width * done / self.total)
+        if filled == self.shown:
+            return
+        self.shown = filled
+        if self.handle is not None:
+            self.handle.update(_Text(self._text(done)))
+        elif self.live:
+            sys.stdout.write("\r" + self._text(done))
+            sys.stdout.flush()
+
+    def close(self):
+        if not self.enabled:
+            return
+        if self.handle is not None:
+            self.handle.update(_Text(""))
+            print(self._text(self.total))
+        elif self.live:
+            sys.stdout.write("\r" + self._text(self.total) + "\n")
+            sys.stdout.flush()
+        else:
+            sys.stdout.write(self._text(self.total) + "\n")
+            sys.stdout.flush()
+
+
+class _Text:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def _responses(fit, nsim: int, rng, use_u: bool, type: str) -> np.ndarray:
+    """The simulated responses, (n, nsim): lme4's ``simulate`` or, semiparametric, resampled residuals."""
+    if type == "parametric":
+        return simulate_matrix(fit, nsim, rng, re_form="all" if use_u else None)
+    if not use_u:
+        raise ValueError("the semiparametric bootstrap needs use_u=True (as lme4's bootMer): it resamples the "
+                         "residuals around the conditional fitted values")
+    if hasattr(rng, "norm_rand"):
+        raise TypeError("the semiparametric bootstrap resamples with numpy: give an int seed or a numpy "
+                        "Generator, not an R-compatible generator")
+    res = fit.residuals.to_numpy()
+    idx = rng.integers(0, fit.nobs, size=(nsim, fit.nobs))
+    return fit.fitted.to_numpy()[:, None] + res[idx].T
+
+
+def bootstrap(fit, statistic, nsim: int = 500, seed=None, use_u: bool = False, type: str = "parametric",
+              progress: bool = False, fits=None) -> np.ndarray:
+    """Parametric bootstrap: ``statistic`` of refits to responses simulated from ``fit`` (lme4's ``bootMer``).
+
+    For each of ``nsim`` responses ``y*`` drawn from the fitted model, every
+    model in ``fits`` (default: ``fit`` itself) is fitted again to ``y*``
+    (:func:`mmbook.engine.stages.refit`, same design, REML or ML as the
+    fit), and ``statistic`` is applied to the refit.
+
+    Parameters
+    ----------
+    fit : LmerFit
+        The model to simulate from.
+    statistic : callable
+        ``statistic(refitted)`` -> float or 1-d array (lme4's ``FUN``).
+    nsim : int
+        Number of simulated responses.
+    seed : int, numpy Generator or RRandom, optional
+        An int seeds numpy's generator; ``mmbook.RRandom(s)`` draws the
+        responses of lme4's ``bootMer(..., seed = s)``.
+    use_u : bool
+        lme4's ``use.u``. False (default): new random effects and residuals
+        each time, ``y* = X beta + Z Lambda u* + e*``. True: the random
+        effects held at their conditional modes, only new residuals,
+        ``y* = X beta + Z b + e*``.
+    type : {"parametric", "semiparametric"}
+        ``"semiparametric"`` (only with ``use_u=True``, as lme4):
+        ``y* = fitted + residuals resampled with replacement``.
+    progress : bool
+        Show a text progress bar (its output is the same on every run: in a
+        notebook and in anything that is not a terminal it ends as one line).
+    fits : list of LmerFit, optional
+        Models to refit to each simulated response (default: ``[fit]``);
+        ``statistic`` then receives the list of refits. Used for the
+        bootstrap of a likelihood-ratio test.
+
+    Returns
+    -------
+    ndarray of shape (nsim,) or (nsim, k): lme4's ``bootMer(...)$t``.
+
+    Raises
+    ------
+    ValueError
+        ``nsim`` not a positive integer; an unknown ``type``; the
+        semiparametric bootstrap without ``use_u``.
+    """
+    if isinstance(nsim, bool) or int(nsim) != nsim or nsim < 1:
+        raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
+    if type not in ("parametric", "semiparametric"):
+        raise ValueError(f"type must be 'parametric' or 'semiparametric', got {type!r}")
+    rng = as_rng(seed)
+    Y = _responses(fit, int(nsim), rng, bool(use_u), type)
+    bar = _Progress(int(nsim), "bootstrap", progress)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(int(nsim)):
+            if fits is None:
+                out.append(np.asarray(statistic(refit(fit, Y[:, i])), dtype=float))
+            else:
+                out.append(np.asarray(statistic([refit(m, Y[:, i]) for m in fits]), dtype=float))
+            bar.update(i + 1)
+    bar.close()
+    return np.array(out)

@@ -1,0 +1,127 @@
+"""``lmer`` and its stages: one pipeline for every fit.
+
+A fit is a pipeline of named stages, each callable on its own (lme4's
+``lFormula`` -> ``mkLmerDevfun`` -> ``optimizeLmer`` -> ``checkConv`` ->
+``mkMerMod``):
+
+==================  ===========================================  ==============================
+stage               what it does                                 where
+==================  ===========================================  ==============================
+formula             lme4's formula language to fixed part and    :mod:`mmbook.engine.formula`
+                    random-effects terms
+design              model frame: ``y``, ``X``, the terms         :mod:`mmbook.engine.design`
+criterion           predictor (PLS factor) + response            :mod:`mmbook.engine.pls`,
+                    (profiled REML/ML criterion of ``theta``)    :mod:`mmbook.engine.response`
+optimize            minimum of the criterion over ``theta``      :mod:`mmbook.engine.optimize`
+check convergence   messages about the optimum (singular fit,    :mod:`mmbook.engine.stages`
+                    optimizer's own messages)
+fit object          estimates and what follows from them         :mod:`mmbook.engine.fit`
+==================  ===========================================  ==============================
+
+:func:`lmer` runs all stages; :func:`mmbook.engine.stages.fit_model` runs
+the last four on a model frame, and is what ``refit`` (a new response),
+``refit_ml`` (the same model by maximum likelihood) and the bootstrap use,
+so every path applies the same checks and reports the same messages.
+
+The model is
+
+.. math::  y = X\\beta + Z\\gamma + e, \\quad \\gamma \\sim N(0, \\psi), \\quad
+           e \\sim N(0, \\sigma^2 I), \\quad \\psi = \\sigma^2 \\Lambda_\\theta \\Lambda_\\theta' .
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .control import LmerControl, blas_threads
+from .design import ModelFrame, model_frame
+from .fit import LmerFit
+from .formula import parse_formula
+from .stages import check_control, fit_model
+from .update import FitCall
+
+__all__ = ["lmer", "build_model_frame"]
+
+
+def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
+         start: np.ndarray | None = None, weights=None, offset=None, contrasts: dict | None = None,
+         na_action: str = "omit") -> LmerFit:
+    """Fit a linear mixed model, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula : str
+        An lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+    REML : bool, default True
+        Estimate by restricted maximum likelihood (True) or maximum likelihood.
+    control : LmerControl, optional
+    start : array_like, optional
+        Starting ``theta``. Default: a moment estimate for random-intercept
+        terms (:meth:`mmbook.engine.pls.PLS.moment_start`) and lme4's start
+        (1 on the diagonal of ``T``, 0 below it) for the others.
+    weights : str or array_like, optional
+        Prior weights ``w_i`` (a column name or expression, or one number per
+        row of ``data``): observation ``i`` has residual variance
+        ``sigma^2 / w_i``. They enter the criterion as lme4's do
+        (``- sum(log w_i)``); a weight of 0 removes the observation's
+        influence (the fit equals the fit without it; lme4 1.1-31 returns an
+        infinite criterion instead), a negative weight is an error.
+    offset : str or array_like, optional
+        A known part of the linear predictor (a column name or expression,
+        or one number per row), added to the formula's ``offset(x)`` terms;
+        fitted values and predictions include it.
+    contrasts : dict, optional
+        Coding of factors in the fixed part, e.g. ``{"f": "contr.sum"}``,
+        ``{"f": mmbook.contr.treatment(base="b")}`` or a coding matrix;
+        coefficients get R's names (``f1``, ``f2`` for ``contr.sum``). Ordered
+        factors default to ``contr.poly`` (``f.L``, ``f.Q``), as in R.
+    na_action : {"omit", "exclude"}
+        Rows with missing values are removed (with a warning); with
+        ``"exclude"`` (R's ``na.exclude``) fitted values, residuals and
+        ``predict()`` are padded with NaN at those rows, indexed like ``data``.
+
+    Returns
+    -------
+    LmerFit
+
+    Raises
+    ------
+    ValueError, TypeError, KeyError
+        Bad formula or data (see :func:`mmbook.engine.design.model_frame`).
+
+    Examples
+    --------
+    >>> import mmbook
+    >>> fit = mmbook.lmer("Reaction ~ Days + (Days | Subject)", mmbook.load_sleepstudy())
+    >>> round(fit.objective, 4)
+    1743.6283
+    """
+    call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
+    control = check_control(control)
+    with blas_threads(control.blas_threads):
+        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
+                               na_action=na_action)  # user -> lmer -> build_model_frame
+        fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
+                        stacklevel=3)
+    fit.call = call
+    return fit
+
+
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, **frame_args) -> ModelFrame:
+    """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
+
+    ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
+    go to :func:`mmbook.engine.design.model_frame`.
+
+    Raises
+    ------
+    ValueError
+        The formula has no random-effects term (use :func:`mmbook.lm`).
+    """
+    f = parse_formula(formula)
+    if not f.random:
+        raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
+                         "or use mmbook.lm for a model without random effects")
+    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1, **frame_args)

@@ -1,0 +1,566 @@
+"""Penalized least squares and the profiled REML/ML criterion of a linear mixed model.
+
+For the model :math:`y = X\\beta + Z\\Lambda_\\theta u + e`, with
+:math:`u \\sim N(0, \\sigma^2 I)` and :math:`e \\sim N(0, \\sigma^2 I)`, the
+conditional modes of ``u`` and the estimates of ``beta`` for given ``theta``
+solve the penalized least squares problem (Bates et al. 2015, eq. 14)
+
+.. math::  r^2(\\theta) = \\min_{u, \\beta} \\|y - X\\beta - Z\\Lambda_\\theta u\\|^2 + \\|u\\|^2 .
+
+All of it comes from one Cholesky factorisation of the symmetric matrix
+
+.. math::
+
+    M(\\theta) = \\begin{pmatrix}
+        \\Lambda'Z'Z\\Lambda + I & \\Lambda'Z'X & \\Lambda'Z'y \\\\
+        X'Z\\Lambda & X'X & X'y \\\\
+        y'Z\\Lambda & y'X & y'y \\end{pmatrix} = L L',
+
+whose diagonal blocks give :math:`L_\\theta` (``Lambda'Z'Z Lambda + I = L_theta L_theta'``),
+:math:`R_X` and, in the last cell, :math:`\\sqrt{r^2}` - the penalized
+residual sum of squares ``pwrss``. The profiled criteria are then
+
+.. math::
+
+    -2\\ell(\\theta) = \\log|L_\\theta|^2 + n\\left(1 + \\log\\frac{2\\pi r^2}{n}\\right),
+    \\qquad
+    -2\\ell_R(\\theta) = \\log|L_\\theta|^2 + \\log|R_X|^2
+        + (n-p)\\left(1 + \\log\\frac{2\\pi r^2}{n-p}\\right).
+
+The cross-products in ``M`` are formed once (:meth:`PLS.reweight`, the seam
+through which prior weights and a GLMM's working weights enter); an
+evaluation for a new ``theta`` costs nothing in ``n``. This module is the
+*predictor* half of the model (lme4's ``merPredD``); the criterion belongs to
+the *response* (:mod:`mmbook.engine.response`). The first (largest) random-effects term
+gives a block-diagonal leading block with one ``q x q`` block per level,
+factorised with batched arithmetic; the remaining terms and ``[X y]`` form
+one dense Schur complement (MixedModels.jl's blocked layout, with all later
+blocks merged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .design import ModelFrame, RandomTerm
+from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
+from .response import GaussianResponse
+
+__all__ = ["PLS", "PLSSolution", "BlockedFactor"]
+
+
+@dataclass
+class PLSSolution:
+    """Everything the penalized least squares problem gives at one ``theta``.
+
+    Attributes
+    ----------
+    theta : ndarray
+    beta : ndarray, shape (p,)
+    u : list of ndarray
+        Spherical random effects per term, each of shape (nlevels, q).
+    gamma : list of ndarray
+        Random effects on the data scale (lme4's ``b``), ``gamma = Lambda u``,
+        per term, each (nlevels, q).
+    pwrss : float
+        Penalized residual sum of squares ``r^2``.
+    logdet_L : float
+        ``log |L_theta|^2``.
+    logdet_RX : float
+        ``log |R_X|^2``.
+    RX : ndarray, shape (p, p)
+        Lower triangular with ``RX RX' = X'X - X'Z Lambda (L_theta L_theta')^{-1} Lambda' Z'X``,
+        so that ``vcov(beta) = sigma^2 (RX RX')^{-1}``.
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    u: list
+    gamma: list
+    pwrss: float
+    logdet_L: float
+    logdet_RX: float
+    RX: np.ndarray
+
+
+@dataclass
+class BlockedFactor:
+    """The blocked Cholesky factor ``L`` of ``M(theta)`` (see the module docstring).
+
+    Attributes
+    ----------
+    L11 : ndarray, shape (q1, q1, m1)
+        Diagonal blocks for the first term, ``L11_l L11_l' = T1' A11_l T1 + I``
+        (element-major, as in :mod:`mmbook.engine.linalg`).
+    W1 : ndarray, shape (q1, p + 1, m1)
+        Rows of ``[X y]`` in the first term's columns, ``L11_l^{-1} T1' Z1_l' [X y]``.
+    Lr1 : ndarray, scipy.sparse matrix or None
+        Rows of the remaining terms in the first term's columns (None without
+        other terms, or when only the criterion was asked for).
+    Ld : ndarray, shape (Qr + p + 1, Qr + p + 1)
+        Dense lower factor of the Schur complement: remaining terms, then
+        ``X`` (its block is ``R_X``), then ``y`` (its diagonal is ``sqrt(pwrss)``).
+    logdet11 : float
+        ``log |L11|^2``.
+    Qr : int
+        Number of random effects after the first term.
+    p : int
+        Number of fixed effects.
+    """
+
+    L11: np.ndarray
+    W1: np.ndarray
+    Lr1: object
+    Ld: np.ndarray
+    logdet11: float
+    Qr: int
+    p: int
+
+    @property
+    def RX(self) -> np.ndarray:
+        """``R_X``: lower triangular, ``vcov(beta) = sigma^2 (R_X R_X')^{-1}``."""
+        return self.Ld[self.Qr:self.Qr + self.p, self.Qr:self.Qr + self.p]
+
+    @property
+    def pwrss(self) -> float:
+        """Penalized weighted residual sum of squares ``r^2(theta)``."""
+        return float(self.Ld[-1, -1] ** 2)
+
+    @property
+    def logdet_L(self) -> float:
+        """``log |L_theta|^2`` over all random effects."""
+        return float(self.logdet11 + 2.0 * np.log(np.diagonal(self.Ld)[:self.Qr]).sum())
+
+    @property
+    def logdet_RX(self) -> float:
+        """``log |R_X|^2``."""
+        return float(2.0 * np.log(np.diagonal(self.Ld)[self.Qr:self.Qr + self.p]).sum())
+
+    def is_valid(self) -> bool:
+        d = np.diagonal(self.Ld)
+        return bool(np.all(np.isfinite(d)) and d[-1] > 0 and self.logdet11 == self.logdet11)
+
+
+class PLS:
+    """The penalized least squares problem of a linear mixed model, as a function of ``theta``.
+
+    Parameters
+    ----------
+    mf : ModelFrame
+        ``y``, ``X`` and at least one random-effects term.
+    REML : bool
+        Criterion: REML (True) or ML deviance (False); it is owned by
+        :attr:`response` (a :class:`~mmbook.engine.response.GaussianResponse`).
+    sqrtw : array_like, optional
+        Square roots of the weights, one per row (default: the square roots of
+        the model frame's prior weights ``mf.weights``; all 1 without them).
+
+    Notes
+    -----
+    With prior weights ``w`` and an offset ``o`` (both on the model frame) the
+    problem is the weighted one, ``min ||W^{1/2}(y - o - X beta - Z Lambda u)||^2 + ||u||^2``;
+    the criterion counts the observations with positive weight (``mf.n_eff``)
+    and subtracts ``sum(log w_i)`` (:class:`~mmbook.engine.response.GaussianResponse`),
+    as lme4's ``lmerResp`` does. Rows of weight 0 then drop out entirely:
+    the fit equals the fit without them.
+
+    Follows lme4's ``merPredD`` (Bates et al. 2015, section 3) with
+    MixedModels.jl's blocked layout: the first term's diagonal blocks are
+    factored with batched arithmetic, everything after it is one dense
+    Schur complement.
+    """
+
+    def __init__(self, mf: ModelFrame, REML: bool = True, sqrtw=None):
+        if not mf.terms:
+            raise ValueError("a linear mixed model needs at least one random-effects term, like (1 | g)")
+        self.terms: list[RandomTerm] = mf.terms
+        self.n, self.p = mf.n, mf.p
+        self.response = GaussianResponse(n=mf.n_eff, p=self.p, REML=REML, logdet_w=mf.logdet_w)
+        self.X, self.y = mf.X, mf.y_offset
+        if sqrtw is None and mf.weights is not None:
+            sqrtw = np.sqrt(mf.weights)
+
+        # theta layout: term k owns theta[off[k]:off[k+1]]
+        sizes = [t.ntheta for t in self.terms]
+        self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.lower = np.concatenate([t.theta_lower() for t in self.terms])
+        self.theta0 = np.concatenate([t.theta_start() for t in self.terms])
+
+        t1 = self.terms[0]
+        self.m1, self.q1 = t1.nlevels, t1.q
+        self.rest = self.terms[1:]
+        self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
+        if self.rest:
+            self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
+            self._rest_scalar = all(t.q == 1 for t in self.rest)
+        self.sqrtw = None
+        self.reweight(sqrtw)
+
+    @property
+    def REML(self) -> bool:
+        return self.response.REML
+
+    # -------------------------------------------------------- cross-products
+    def reweight(self, sqrtw=None, y=None) -> "PLS":
+        """Form the cross-products of ``[Z X y]`` with row ``i`` scaled by ``sqrtw[i]``.
+
+        The one place where the data enter the factorisation (lme4's
+        ``updateXwts``): prior weights for ``lmer``, the working weights and
+        working response of each PIRLS step for a GLMM. Every cached
+        cross-product is re-formed here, so nothing stale survives a change
+        of weights.
+
+        Parameters
+        ----------
+        sqrtw : ndarray, shape (n,), optional
+            Square roots of the weights (None: unit weights).
+        y : ndarray, shape (n,), optional
+            A new response for the least squares problem, offset already
+            subtracted (default: keep the current one).
+        """
+        if y is not None:
+            self.y = np.asarray(y, dtype=float)
+        self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
+        w = self.sqrtw
+        XY = np.column_stack([self.X, self.y])
+        if w is not None:
+            XY = XY * w[:, None]
+        self._XY = XY
+        self.Axyxy = XY.T @ XY
+
+        # first term: block diagonal, by bincount (one pass per pair of columns)
+        t1 = self.terms[0]
+        m1, q1 = self.m1, self.q1
+        z1 = t1.z if w is None else t1.z * w[:, None]
+        A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
+        for a in range(q1):
+            for b in range(a + 1):
+                A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
+        self.A11 = A11
+        A1xy = np.empty((q1, self.p + 1, m1))
+        for a in range(q1):
+            for c in range(self.p + 1):
+                A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
+        self.A1xy = A1xy
+
+        # remaining terms: sparse cross-products with everything else
+        if self.rest:
+            W = sp.diags(w) if w is not None else None
+            Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
+            Z1 = t1.Z().tocsc()
+            if W is not None:
+                Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
+            Ar1 = (Zr.T @ Z1).tocsr()
+            self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
+            self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
+            self.Arr = (Zr.T @ Zr).toarray()
+            self.Arxy = np.asarray(Zr.T @ XY)
+            self._gram = None
+            if self._rest_scalar and q1 == 1 and not self._rest_dense:
+                self._gram = _gram_pattern(Ar1)
+        return self
+
+    # ------------------------------------------------------------------ start
+    def moment_start(self) -> np.ndarray:
+        """A starting ``theta`` near the optimum, from moments.
+
+        lme4 starts every term at ``T = I``. For a random-intercept term a
+        cheap estimate does better: with ``r`` the OLS residuals, the variance
+        of the group means of ``r`` is about ``tau_k^2 + sigma^2 / n_k``, and
+        ``var(r)`` about ``sum_k tau_k^2 + sigma^2``; a few sweeps of these
+        two relations give ``theta_k = tau_k / sigma``. Other terms keep
+        lme4's start. The optimum found is the same; on crossed designs it is
+        reached in about half the evaluations.
+        """
+        theta = self.theta0.copy()
+        icpt = [k for k, t in enumerate(self.terms)
+                if t.q == 1 and np.all(t.z[:, 0] == 1.0)]
+        if not icpt:
+            return theta
+        X, y = self.X, self.y
+        w = np.ones(self.n) if self.sqrtw is None else self.sqrtw ** 2
+        used = w > 0
+        if self.p:
+            sw = np.sqrt(w)
+            beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+            r = y - X @ beta
+        else:
+            r = y - np.average(y, weights=w)
+        total = np.average(r[used] ** 2, weights=w[used]) - np.average(r[used], weights=w[used]) ** 2
+        if not total > 0 or not np.isfinite(total):
+            return theta
+        counts = {k: np.maximum(np.bincount(self.terms[k].refs[used], minlength=self.terms[k].nlevels), 1)
+                  for k in icpt}
+        means = {k: np.bincount(self.terms[k].refs, w * r, minlength=self.terms[k].nlevels)
+                 / np.maximum(np.bincount(self.terms[k].refs, w, minlength=self.terms[k].nlevels), 1e-300)
+                 for k in icpt}
+        tau2 = {k: 0.0 for k in icpt}
+        sigma2 = total
+        for _ in range(5):
+            for k in icpt:
+                between = np.average(means[k] ** 2, weights=counts[k])
+                tau2[k] = max(between - sigma2 * np.mean(1.0 / counts[k]), 0.01 * total / len(icpt))
+            sigma2 = max(total - sum(tau2.values()), 0.05 * total)
+        for k in icpt:
+            theta[self.theta_offsets[k]] = np.sqrt(tau2[k] / sigma2)
+        return theta
+
+    # ------------------------------------------------------------------ Lambda
+    def T(self, k: int, theta: np.ndarray) -> np.ndarray:
+        """Relative covariance factor of term ``k`` at ``theta``."""
+        o = self.theta_offsets
+        return self.terms[k].T(theta[o[k]:o[k + 1]])
+
+    @staticmethod
+    def _lambda_pattern(terms, theta_start):
+        rows, cols, idx = [], [], []
+        off_col, off_theta = 0, theta_start
+        for t in terms:
+            r, c = np.tril_indices(t.q)
+            # theta index of each (r, c) in column-major lower-triangle order
+            order = {(int(rr), int(cc)): i for i, (cc, rr) in enumerate(zip(*np.triu_indices(t.q)))}
+            tidx = np.array([order[(int(rr), int(cc))] for rr, cc in zip(r, c)]) + off_theta
+            lev = np.arange(t.nlevels)[:, None] * t.q + off_col
+            rows.append((lev + r[None, :]).ravel())
+            cols.append((lev + c[None, :]).ravel())
+            idx.append(np.broadcast_to(tidx, (t.nlevels, len(tidx))).ravel())
+            off_col += t.nlevels * t.q
+            off_theta += t.ntheta
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx), off_col
+
+    def Lambda_rest(self, theta: np.ndarray):
+        """``Lambda`` of the terms after the first: sparse, or a vector when all are scalar."""
+        rows, cols, idx, Q = self._lam_pattern
+        if self._rest_scalar:
+            return theta[idx]
+        return sp.csr_matrix((theta[idx], (rows, cols)), shape=(Q, Q))
+
+    # -------------------------------------------------------------- factorise
+    def factor(self, theta: np.ndarray, full: bool = True) -> BlockedFactor:
+        """Blocked Cholesky factor of ``M(theta)``, in three named steps.
+
+        1. :meth:`_factor_first_term`: the first term's diagonal blocks and
+           the ``[X y]`` rows in its columns;
+        2. :meth:`_schur_complement`: what the first term leaves of the
+           remaining terms and ``[X y]``;
+        3. a dense Cholesky factor of that Schur complement.
+
+        With ``full=False`` (the criterion alone) ``Lr1`` may be left out
+        where forming it would cost a pass over the cross-products.
+
+        Raises
+        ------
+        numpy.linalg.LinAlgError
+            ``M(theta)`` is not positive definite (``theta`` is invalid, or
+            ``X`` is rank deficient).
+        """
+        theta = np.asarray(theta, dtype=float)
+        T1 = self.T(0, theta)
+        L11, W1, logdet11 = self._factor_first_term(T1)
+        S, Lr1 = self._schur_complement(theta, T1, L11, W1, full)
+        Ld = _cholesky_lower(S)
+        return BlockedFactor(L11=L11, W1=W1, Lr1=Lr1, Ld=Ld, logdet11=float(logdet11), Qr=self.Qr, p=self.p)
+
+    def _factor_first_term(self, T1):
+        """``L11_l L11_l' = T1' A11_l T1 + I`` and ``W1_l = L11_l^{-1} T1' A1xy_l`` for every level ``l``."""
+        return factor_first_term(T1, self.A11, self.A1xy)
+
+    def _schur_complement(self, theta, T1, L11, W1, full):
+        """The Schur complement of the first term's block, and ``Lr1`` (the rows of the other terms).
+
+        Its rows and columns are the remaining terms' random effects, then
+        ``X``, then ``y``; only the lower triangle is meaningful.
+        """
+        S_xy = self.Axyxy.copy()
+        for a in range(self.q1):
+            S_xy -= W1[a] @ W1[a].T
+        if not self.Qr:
+            return S_xy, None
+        lam = self.Lambda_rest(theta)
+        if self._rest_scalar and self.q1 == 1:
+            return self._schur_scalar(T1, L11, W1, S_xy, lam, full)
+        return self._schur_general(T1, L11, W1, S_xy, lam)
+
+    def _schur_scalar(self, T1, L11, W1, S_xy, lam, full):
+        """Scalar first and later terms: ``L21 = diag(lam) Ar1 diag(k)`` with ``k = T1 / L11``."""
+        k = T1[0, 0] / L11[0, 0]
+        if self._rest_dense:
+            G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
+        elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
+            M, indices, indptr = self._gram
+            G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
+        else:
+            Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
+                                self.Ar1.indptr), shape=self.Ar1.shape)
+            G = (Ak @ Ak.T).toarray()
+        Qr, r = self.Qr, self.p + 1
+        S = np.empty((Qr + r, Qr + r))
+        S_rr = S[:Qr, :Qr]
+        np.subtract(self.Arr, G, out=S_rr)
+        S_rr *= lam[:, None]
+        S_rr *= lam[None, :]
+        S_rr[np.diag_indices(Qr)] += 1.0
+        LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
+        S[Qr:, :Qr] = (lam[:, None] * (self.Arxy - LW)).T
+        S[:Qr, Qr:] = 0.0  # upper triangle: not read
+        S[Qr:, Qr:] = S_xy
+        if not full:
+            return S, None
+        Lr1 = (sp.diags(lam) @ self.Ar1 @ sp.diags(k)).tocsr() if sp.issparse(self.Ar1) \
+            else (lam[:, None] * self.Ar1) * k[None, :]
+        return S, Lr1
+
+    def _schur_general(self, T1, L11, W1, S_xy, lam):
+        """Any first term and any later terms: ``L21 = Lambda_r' Ar1 blockdiag(T1 L11^{-T})``."""
+        q1, m1 = self.q1, self.m1
+        if self._rest_scalar:
+            B = lam[:, None] * self.Ar1 if self._rest_dense else sp.diags(lam) @ self.Ar1
+            LamArr = lam[:, None] * self.Arr * lam[None, :]
+            LamArxy = lam[:, None] * self.Arxy
+        else:
+            B = lam.T @ self.Ar1
+            LamArr = np.asarray(lam.T @ (lam.T @ self.Arr.T).T)
+            LamArxy = np.asarray(lam.T @ self.Arxy)
+        # K_l = T1 L11_l^{-T}: the first term's columns of L21 are B times blockdiag(K)
+        Linv = inv_lower_blocks(L11)
+        K = np.einsum("ia,jam->ijm", T1, Linv)
+        if q1 == 1:
+            k = K[0, 0]
+            Lr1 = B * k[None, :] if not sp.issparse(B) else (B @ sp.diags(k)).tocsr()
+        else:
+            # K[i, j, l] sits at row l*q1 + i, column l*q1 + j of blockdiag(K)
+            base = np.arange(m1)[None, None, :] * q1
+            rows = np.broadcast_to(base + np.arange(q1)[:, None, None], K.shape)
+            cols = np.broadcast_to(base + np.arange(q1)[None, :, None], K.shape)
+            Kbd = sp.csr_matrix((K.ravel(), (rows.ravel(), cols.ravel())), shape=(m1 * q1, m1 * q1))
+            Lr1 = (B @ Kbd).tocsr() if sp.issparse(B) else np.asarray(Kbd.T @ B.T).T
+        W1flat = W1.transpose(2, 0, 1).reshape(m1 * q1, self.p + 1)
+        if sp.issparse(Lr1):
+            LLt = (Lr1 @ Lr1.T).toarray()
+            LW = np.asarray(Lr1 @ W1flat)
+        else:
+            # Lr1 Lr1' by SYRK on the transposed (Fortran-ordered) view: half the flops, no copy
+            LLt = sla.blas.dsyrk(1.0, Lr1.T, trans=1, lower=1)
+            LW = Lr1 @ W1flat
+        S_rr = LamArr - LLt
+        S_rr[np.diag_indices_from(S_rr)] += 1.0
+        S_rxy = LamArxy - LW
+        return np.block([[S_rr, S_rxy], [S_rxy.T, S_xy]]), Lr1
+
+    # -------------------------------------------------------------- criterion
+    def objective(self, theta: np.ndarray) -> float:
+        """Profiled REML criterion or ML deviance at ``theta`` (``inf`` where it is not defined)."""
+        try:
+            F = self.factor(theta, full=False)
+        except (np.linalg.LinAlgError, sla.LinAlgError, ValueError, FloatingPointError):
+            return np.inf
+        if not F.is_valid():
+            return np.inf
+        return self.response.objective(F.logdet_L, F.logdet_RX, F.pwrss)
+
+    # --------------------------------------------------------------- solution
+    def solve(self, theta: np.ndarray) -> PLSSolution:
+        """``beta``, the random effects and the pieces of the criterion at ``theta``."""
+        theta = np.asarray(theta, dtype=float)
+        F = self.factor(theta)
+        L11, W1, Lr1, Ld = F.L11, F.W1, F.Lr1, F.Ld
+        p, Qr = self.p, self.Qr
+        RX = F.RX
+        lxy = Ld[Qr + p, Qr:Qr + p]
+        beta = sla.solve_triangular(RX, lxy, trans="T", lower=True, check_finite=False) if p else np.zeros(0)
+        # right-hand side for u: y-row minus X-rows times beta, in the Z columns
+        r1 = W1[:, p, :] - np.einsum("c,acm->am", beta, W1[:, :p, :])  # (q1, m1)
+        if Qr:
+            r2 = Ld[Qr + p, :Qr] - beta @ Ld[Qr:Qr + p, :Qr]
+            u2 = sla.solve_triangular(Ld[:Qr, :Qr], r2, trans="T", lower=True, check_finite=False)
+            r1 = r1 - np.asarray(Lr1.T @ u2).reshape(self.m1, self.q1).T
+        u1 = solve_upper_blocks(L11, r1[:, None, :])[:, 0, :].T  # (m1, q1)
+        u = [u1]
+        if Qr:
+            off = 0
+            for t in self.rest:
+                u.append(u2[off:off + t.nlevels * t.q].reshape(t.nlevels, t.q))
+                off += t.nlevels * t.q
+        gamma = [uk @ self.T(k, theta).T for k, uk in enumerate(u)]
+        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=F.pwrss,
+                           logdet_L=F.logdet_L, logdet_RX=F.logdet_RX, RX=RX.copy())
+
+    def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Conditional covariances of the random effects divided by ``sigma^2``.
+
+        For term ``k``, level ``l``: the ``q x q`` block of
+        ``Lambda (L_theta L_theta')^{-1} Lambda'`` (lme4's ``condVar`` before
+        scaling by ``sigma^2``). Returns one (nlevels, q, q) array per term.
+        """
+        theta = np.asarray(theta, dtype=float)
+        F = self.factor(theta)
+        L11, Lr1, Ld = F.L11, F.Lr1, F.Ld
+        T1 = self.T(0, theta)
+        q1, m1 = self.q1, self.m1
+        Linv = inv_lower_blocks(L11).transpose(2, 0, 1)  # (m1, q1, q1)
+        V1 = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # (L11 L11')^{-1} per level
+        out = []
+        if self.Qr:
+            L22inv = sla.solve_triangular(Ld[:self.Qr, :self.Qr], np.eye(self.Qr), lower=True)
+            Lr1d = Lr1.toarray() if sp.issparse(Lr1) else Lr1
+            # X21 = -L22^{-1} L21 L11^{-1}, level by level
+            L21L11inv = np.einsum("rla,lab->rlb", Lr1d.reshape(self.Qr, m1, q1), Linv)
+            X21 = -(L22inv @ L21L11inv.reshape(self.Qr, -1)).reshape(self.Qr, m1, q1)
+            V1 = V1 + np.einsum("rma,rmb->mab", X21, X21)
+            V22 = L22inv.T @ L22inv
+        out.append(np.matmul(np.matmul(T1, V1), T1.T))
+        off = 0
+        for k, t in enumerate(self.rest, start=1):
+            Tk = self.T(k, theta)
+            idx = off + np.arange(t.nlevels)[:, None] * t.q + np.arange(t.q)[None, :]
+            Vk = V22[idx[:, :, None], idx[:, None, :]]
+            out.append(np.matmul(np.matmul(Tk, Vk), Tk.T))
+            off += t.nlevels * t.q
+        return out
+
+
+def _cholesky_lower(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of the symmetric ``S`` (lower triangle read), in place when large."""
+    if len(S) <= 64:  # numpy's call overhead is smaller on the tiny matrices of one-factor models
+        return np.linalg.cholesky(S)  # reads the lower triangle only
+    # LAPACK on the transposed (Fortran-ordered) view: no copy of S
+    U, info = sla.lapack.dpotrf(S.T, lower=0, overwrite_a=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return U.T
+
+
+def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):
+    """Precompute ``A diag(w) A'`` as a linear map of ``w``.
+
+    Every entry ``(i, j)``, ``i >= j``, of the lower triangle is
+    ``sum_l A[i, l] A[j, l] w_l``; collecting the products ``A[i, l] A[j, l]``
+    once gives a sparse matrix ``M`` (one row per structural non-zero) and
+    the values for any ``w`` are ``M @ w``. Returns ``(M, indices, indptr)``
+    of the lower triangle's CSR pattern, or None when the pattern is too big.
+    """
+    Ac = A.tocsc()
+    Ac.sort_indices()
+    m = Ac.shape[1]
+    nnz_col = np.diff(Ac.indptr)
+    counts_per_entry = np.arange(Ac.nnz) - np.repeat(Ac.indptr[:-1], nnz_col) + 1  # partners j <= i
+    total = int(counts_per_entry.sum())
+    if total > max_entries:
+        return None
+    I = np.repeat(np.arange(Ac.nnz), counts_per_entry)
+    start = np.repeat(np.repeat(Ac.indptr[:-1], nnz_col), counts_per_entry)
+    offset = np.arange(total) - np.repeat(np.cumsum(counts_per_entry) - counts_per_entry, counts_per_entry)
+    J = start + offset
+    rows, cols = Ac.indices[I], Ac.indices[J]
+    col_l = np.repeat(np.repeat(np.arange(m), nnz_col), counts_per_entry)
+    n = A.shape[0]
+    key = rows.astype(np.int64) * n + cols
+    uniq, inv = np.unique(key, return_inverse=True)
+    M = sp.csr_matrix((Ac.data[I] * Ac.data[J], (inv, col_l)), shape=(len(uniq), m))
+    urow, ucol = uniq // n, uniq % n
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
+    return M, ucol.astype(np.int32), indptr

@@ -1,0 +1,130 @@
+"""Printing a fit the way lme4 prints it.
+
+lme4's ``summary()`` layout is what every reader of the reference document
+has seen, so mmbook reproduces it, digits included, with R's printing rules
+from :mod:`mmbook.rprint` (``formatReal``, ``zapsmall``, ``printCoefmat``).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from ..rprint import abbreviate, cat_number, coef_matrix_cells, format_real, format_table, print_matrix, zapsmall
+
+__all__ = ["summary_text", "summary_html"]
+
+
+def _random_effects_rows(fit, digits: int = 4):
+    """Rows of lme4's random-effects table (Groups, Name, Variance, Std.Dev., Corr...)."""
+    var, sd, grp, nm, corr_blocks = [], [], [], [], []
+    for vc in fit.vc_terms:
+        for i, c in enumerate(vc.names):
+            grp.append(vc.group if i == 0 else "")
+            nm.append(c)
+            var.append(vc.cov[i, i])
+            sd.append(vc.sd[i])
+        corr_blocks.append(vc.corr)
+    grp.append("Residual")
+    nm.append("")
+    var.append(fit.sigma ** 2)
+    sd.append(fit.sigma)
+    maxq = max(t.q for t in fit.terms)
+    corr_cols = [[""] * len(grp) for _ in range(maxq - 1)]
+    row = 0
+    for C in corr_blocks:
+        q = C.shape[0]
+        if q > 1:
+            lower = [(i, j) for i in range(q) for j in range(i)]
+            vals = np.round([C[i, j] for i, j in lower], 2)
+            txt = format_real(np.nan_to_num(vals, nan=np.nan), digits=7, nsmall=2)
+            for (i, j), s_ in zip(lower, txt):
+                corr_cols[j][row + i] = s_ if np.isfinite(C[i, j]) else "NaN"
+        row += q
+    vtxt = format_real(var, digits)
+    stxt = format_real(sd, digits)
+    header = ["Groups", "Name", "Variance", "Std.Dev."] + (["Corr"] + [""] * (maxq - 2) if maxq > 1 else [])
+    rows = []
+    for r in range(len(grp)):
+        rows.append([grp[r], nm[r], vtxt[r], stxt[r]] + [corr_cols[c][r] for c in range(maxq - 1)])
+    return header, rows
+
+
+def _fixef_rows(fit, digits: int = 4):
+    """lme4 1.1-31's fixed-effects table: ``printCoefmat(coefs, digits = digits)``."""
+    beta = fit.fixef.to_numpy()
+    se = np.sqrt(np.diag(fit.vcov.to_numpy()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tval = beta / se
+    rows, _ = coef_matrix_cells(np.column_stack([beta, se, tval]), digits, has_p=False, tst_col=2)
+    return ["Estimate", "Std. Error", "t value"], rows, list(fit.fixef.index)
+
+
+def summary_text(fit, digits: int = 4) -> str:
+    """The text of lme4's ``summary(fit)`` for an mmbook fit."""
+    out = []
+    method = "REML" if fit.REML else "maximum likelihood "
+    out.append(f"Linear mixed model fit by {method} ['lmerMod']")
+    out.append(f"Formula: {fit.formula}")
+    for label, key in (("Weights: ", "weights"), (" Offset: ", "offset")):  # lme4's lines, when given
+        if key in fit.mf.arguments:
+            given = fit.mf.arguments[key]
+            out.append(label + (given if isinstance(given, str) else "<array>"))
+    out.append("")
+    if fit.REML:
+        out.append(f"REML criterion at convergence: {cat_number(round(fit.objective, 1))}")
+    else:
+        vals = [round(v, 1) for v in (fit.aic, fit.bic, fit.loglik, fit.deviance)]
+        txt = format_real(vals, 7) + [str(fit.nobs - fit.npar)]
+        names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        w = max(len(a) for a in names + [t.strip() for t in txt])  # R prints a named vector in one width
+        out.append(" ".join(a.rjust(w) for a in names) + " ")
+        out.append(" ".join(b.strip().rjust(w) for b in txt) + " ")
+    out.append("")
+    q = np.quantile(fit.scaled_residuals.to_numpy(), [0, 0.25, 0.5, 0.75, 1.0])
+    qtxt = format_real(zapsmall(q, digits + 1), digits)
+    names = ["Min", "1Q", "Median", "3Q", "Max"]
+    w = [max(len(a), len(b)) for a, b in zip(names, qtxt)]
+    out.append("Scaled residuals: ")
+    out.append(" ".join(a.rjust(x) for a, x in zip(names, w)) + " ")
+    out.append(" ".join(b.rjust(x) for b, x in zip(qtxt, w)) + " ")
+    out.append("")
+    out.append("Random effects:")
+    header, rows = _random_effects_rows(fit, digits)
+    out.append(format_table(rows, header, ["l"] * len(header)))
+    groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    p = fit.mf.p
+    if p:
+        out.append("")
+        out.append("Fixed effects:")
+        header, rows, names = _fixef_rows(fit, digits)
+        out.extend(print_matrix(names, header, rows))
+    if p > 1:
+        out.append("")
+        if p > 12:
+            out.append(f"Correlation matrix not shown by default, as p = {p} > 12.")
+        else:
+            out.append("Correlation of Fixed Effects:")
+            V = fit.vcov.to_numpy()
+            s = np.sqrt(np.diag(V))
+            C = V / np.outer(s, s)
+            names = list(fit.fixef.index)
+            txt = np.array(format_real(np.round(C.ravel(), 3), 7, nsmall=3)).reshape(p, p)
+            rows = [[txt[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+            header = [abbreviate(n, 6) for n in names[:-1]]
+            rn = [abbreviate(n, 11) for n in names[1:]]
+            out.append(format_table(rows, header, ["l"] * (p - 1), rownames=rn))
+    if fit.mf.dropped_columns:
+        k = len(fit.mf.dropped_columns)
+        out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
+                   f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
+    if fit.is_singular:
+        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
+    return "\n".join(out) + "\n"
+
+
+def summary_html(fit) -> str:
+    """An HTML rendering of the summary for notebooks: the text, preformatted."""
+    return ("<pre style='font-size: 0.85em; line-height: 1.25'>" + html.escape(summary_text(fit)) + "</pre>")
