@@ -1,9 +1,9 @@
 """Correlated residuals (AR(1), compound symmetry) in lmer and gls, against nlme.
 
-Reference: tests/data/nlme_corr.json, written by tests/data/make_nlme_corr.R (R 4.2.2, nlme
-3.1-162; versions in its "source" field) from mmbook's sleepstudy data and the simulated series
-in tests/data/corr/ (balanced; whole-number times with gaps, rows shuffled; random slopes;
-continuous times, nlme's corCAR1).
+Reference: mmbook/reference/nlme_corr.json (shipped with the package for the chapter too),
+written by tests/data/make_nlme_corr.R (R 4.2.2, nlme 3.1-162; versions in its "source" field)
+from mmbook's sleepstudy data and the simulated series mmbook/reference/corr_*.csv (balanced;
+whole-number times with gaps, rows shuffled; random slopes; continuous times, nlme's corCAR1).
 
 Tolerances. nlme's REML log-likelihood is lme4's (with log|R| added), so -2 logLik is
 mmbook's criterion: equal within 1e-7 (relative) or mmbook lower. nlme stops with a
@@ -17,24 +17,22 @@ with more iterations and optim it stops at a point mmbook improves on: mmbook's 
 be lower there (its optimum has a correlation of the random effects at +1).
 """
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import mmbook
+from mmbook import reference
 from mmbook.crosscheck import gls_crosscheck
 from mmbook.engine.residual import AR1, CompoundSymmetry, parse_residual, residual_correlation
 
-DATA = Path(__file__).parent / "data"
-REF = json.loads((DATA / "nlme_corr.json").read_text())
+REF = reference.load_json("nlme_corr.json")
 FITS = {f["name"]: f for f in REF["fits"]}
 SETS = {"sleepstudy": mmbook.load_sleepstudy()}
 for _n in ("balanced", "gaps", "slopes", "continuous"):
-    SETS[_n] = pd.read_csv(DATA / "corr" / f"{_n}.csv")
+    SETS[_n] = pd.read_csv(reference.path(f"corr_{_n}.csv"))
 _cache: dict = {}
 
 

@@ -1,8 +1,9 @@
 """Smooth terms s(x, k, bs = "cr") as random effects, against mgcv.
 
-Reference: tests/data/mgcv_smooths.json, written by tests/data/make_mgcv.R (R 4.2.2, mgcv 1.8-41,
-nlme 3.1-162; versions in its "source" field) from tests/data/smooths/gam1.csv (mgcv's gamSim(1)
-example with a grouping factor added) and mmbook's sleepstudy data.
+Reference: mmbook/reference/mgcv_smooths.json (shipped with the package for the chapter too),
+written by tests/data/make_mgcv.R (R 4.2.2, mgcv 1.8-41, nlme 3.1-162; versions in its "source"
+field) from mmbook/reference/gam1.csv (mgcv's gamSim(1) example with a grouping factor added)
+and mmbook's sleepstudy data.
 
 What is compared, and why it is equal (see mmbook/engine/smooth.py and the R script):
 
@@ -22,9 +23,7 @@ Where mgcv stops short of a boundary optimum (sleepstudy: the smooth of Days is 
 line, lambda infinite), mmbook's criterion must be lower and its EDF 1.
 """
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,13 +31,13 @@ import pytest
 import scipy.linalg as sla
 
 import mmbook
+from mmbook import reference
 from mmbook.crosscheck import crosscheck
 from mmbook.engine.smooth import CubicRegressionSpline, MixedSmooth, SmoothSpec, parse_smooth, split_smooths
 
-DATA = Path(__file__).parent / "data"
-REF = json.loads((DATA / "mgcv_smooths.json").read_text())
+REF = reference.load_json("mgcv_smooths.json")
 FITS = {f["name"]: f for f in REF["fits"]}
-GAM1 = pd.read_csv(DATA / "smooths" / "gam1.csv")
+GAM1 = pd.read_csv(reference.path("gam1.csv"))
 SLEEP = mmbook.load_sleepstudy()
 _cache: dict = {}
 

@@ -4,9 +4,10 @@
 #
 # Run from the repository root:
 #     Rscript tests/data/make_mgcv.R
-# It writes tests/data/smooths/gam1.csv (mgcv's gamSim(1) example with a grouping factor
-# added, rounded to 6 digits and read back before fitting) and tests/data/mgcv_smooths.json
-# (R, mgcv and nlme versions in its "source" field).
+# It writes mmbook/reference/gam1.csv (mgcv's gamSim(1) example with a grouping factor
+# added, rounded to 6 digits and read back before fitting) and mmbook/reference/mgcv_smooths.json
+# (R, mgcv and nlme versions in its "source" field): shipped with the package, for the tests
+# and for book/form6b_smooth_terms.ipynb.
 #
 # The quantities that are equal in mmbook and mgcv:
 #  * the REML criterion of mmbook (lme4's -2 l_R) equals 2 * gam()$gcv.ubre (mgcv's REML
@@ -18,7 +19,6 @@
 suppressMessages(library(mgcv))
 library(jsonlite)
 
-dir.create("tests/data/smooths", showWarnings = FALSE)
 set.seed(1801)
 d <- gamSim(1, n = 400, dist = "normal", scale = 2, verbose = FALSE)
 d <- d[, c("y", "x0", "x1", "x2", "x3")]
@@ -29,8 +29,8 @@ bg <- rnorm(ng, sd = 1.5)
 d$yg <- d$y + bg[match(d$g, sprintf("g%02d", 1:ng))]
 num <- c("y", "x0", "x1", "x2", "x3", "yg")
 d[num] <- lapply(d[num], function(v) round(v, 6))
-write.csv(d, "tests/data/smooths/gam1.csv", row.names = FALSE)
-d <- read.csv("tests/data/smooths/gam1.csv", stringsAsFactors = TRUE)
+write.csv(d, "mmbook/reference/gam1.csv", row.names = FALSE)
+d <- read.csv("mmbook/reference/gam1.csv", stringsAsFactors = TRUE)
 ss <- read.csv("mmbook/data/sleepstudy.csv")
 ss$Subject <- factor(ss$Subject)
 
@@ -127,4 +127,4 @@ sleep_slope <- list(name = "sleep_slope", data = "sleepstudy",
 out <- list(source = paste0(R.version.string, ", mgcv ", packageVersion("mgcv"), ", nlme ",
                             packageVersion("nlme"), "; tests/data/make_mgcv.R"),
             basis = basis, fits = fits, sleep_slope = sleep_slope)
-writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "tests/data/mgcv_smooths.json")
+writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "mmbook/reference/mgcv_smooths.json")

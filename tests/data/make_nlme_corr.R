@@ -3,9 +3,10 @@
 #
 # Run from the repository root:
 #     Rscript tests/data/make_nlme_corr.R
-# It writes the simulated series to tests/data/corr/*.csv (rounded to 6 digits and read
-# back before fitting) and nlme's results to tests/data/nlme_corr.json (R and nlme versions
-# in its "source" field).
+# It writes the simulated series to mmbook/reference/corr_*.csv (rounded to 6 digits and read
+# back before fitting) and nlme's results to mmbook/reference/nlme_corr.json (R and nlme versions
+# in its "source" field): shipped with the package, for the tests and for
+# book/form5b_residual_correlation.ipynb.
 #
 # nlme's REML log-likelihood is lme4's: -2 * logLik equals mmbook's REML criterion (and
 # its ML log-likelihood mmbook's deviance), with log|R(phi)| included.
@@ -14,7 +15,6 @@
 suppressMessages(library(nlme))
 library(jsonlite)
 
-dir.create("tests/data/corr", showWarnings = FALSE)
 ss <- read.csv("mmbook/data/sleepstudy.csv")
 ss$Subject <- factor(ss$Subject)
 
@@ -44,7 +44,7 @@ sim <- function(seed, m, times_of, phi, tau0, tau1 = 0, sigma = 1, shuffle = FAL
   d
 }
 write_read <- function(d, name) {
-  f <- file.path("tests/data/corr", paste0(name, ".csv"))
+  f <- file.path("mmbook/reference", paste0("corr_", name, ".csv"))
   write.csv(d, f, row.names = FALSE)
   read.csv(f, stringsAsFactors = TRUE)
 }
@@ -135,4 +135,4 @@ lme_fit("sleep_slope_ar1_ML", "sleepstudy", Reaction ~ Days, ~ Days | Subject,
 
 out <- list(source = paste0(R.version.string, ", nlme ", packageVersion("nlme"), "; tests/data/make_nlme_corr.R"),
             fits = fits)
-writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "tests/data/nlme_corr.json")
+writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "mmbook/reference/nlme_corr.json")
