@@ -54,6 +54,9 @@ class Case:
         Size of the data: rows, and levels of each grouping factor.
     runs_mmbook, runs_lme4, runs_sm : int
         How many timed fits of each tool (the median is reported).
+    family : str
+        ``"gaussian"`` (``lmer``) or a GLMM family, ``"binomial"`` (``glmer``;
+        the criterion compared is then the Laplace deviance, ``-2 logLik``).
     sm : str
         How statsmodels fits it: ``"groups"`` (one grouping factor),
         ``"vc"`` (crossed, variance components under one all-ones group)
@@ -74,6 +77,7 @@ class Case:
     sm: str = "groups"
     big: bool = False
     group_cols: tuple = ("g",)
+    family: str = "gaussian"
 
 
 # ---------------------------------------------------------------- helpers
@@ -190,6 +194,57 @@ def insteval_like(seed: int = 20240305) -> pd.DataFrame:
                   "dept": labels("dept", n_dept)[dept]})
 
 
+def binary_slopes(n_rows: int, n_groups: int, seed: int) -> pd.DataFrame:
+    """``y ~ x + (x|g)`` binary data for ``glmer(family = binomial)``.
+
+    logit P(y = 1) = beta_0 + beta_1 x + b_0g + b_1g x with beta = (-0.5, 1.0),
+    SD(b_0) = 1.0, SD(b_1) = 0.5, correlation 0.3; x ~ N(0, 1); rows sorted by group.
+    """
+    rng = np.random.default_rng(seed)
+    g = covering_codes(rng, n_rows, n_groups, ordered=True)
+    sd = np.array([1.0, 0.5])
+    psi = np.array([[1.0, 0.3], [0.3, 1.0]]) * np.outer(sd, sd)
+    b = rng.multivariate_normal(np.zeros(2), psi, size=n_groups)
+    x = rng.normal(0.0, 1.0, n_rows)
+    eta = -0.5 + 1.0 * x + b[g, 0] + b[g, 1] * x
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return frame({"y": y, "x": x, "g": labels("g", n_groups)[g]})
+
+
+def verbagg_like(seed: int = 20240612) -> pd.DataFrame:
+    """A binary crossed design of the shape of lme4's ``VerbAgg``.
+
+    316 subjects (``id``) answer 24 items (``item``): 7,584 rows, every pair
+    once, rows sorted by item as VerbAgg's are. Subjects carry ``Anger``
+    (whole numbers 11-39) and ``Gender`` (F/M, about 3:1); items are the 24
+    combinations of ``btype`` (curse/scold/shout) x ``situ`` (other/self) x
+    ``mode`` (want/do) x two situations. The response ``r2`` ("Y"/"N") follows
+    ``r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)`` with effects of
+    the size lme4's fit to VerbAgg finds: beta = (0.2, 0.057, 0.32, -1.06,
+    -2.1, -1.05) for (Intercept, Anger - 20, GenderM, btypescold,
+    btypeshout, situself), SD(id) = 1.34, SD(item) = 0.49.
+    """
+    rng = np.random.default_rng(seed)
+    n_id, n_item = 316, 24
+    anger = rng.integers(11, 40, n_id)
+    gender = np.where(rng.random(n_id) < 0.24, "M", "F")
+    btype = np.array(["curse", "scold", "shout"])[np.arange(n_item) % 3]
+    situ = np.array(["other", "self"])[(np.arange(n_item) // 3) % 2]
+    mode = np.array(["want", "do"])[(np.arange(n_item) // 6) % 2]
+    item_id = labels("S", n_item)
+    b_id = rng.normal(0.0, 1.34, n_id)
+    b_item = rng.normal(0.0, 0.49, n_item)
+    i_item = np.repeat(np.arange(n_item), n_id)
+    i_id = np.tile(np.arange(n_id), n_item)
+    eta = (0.2 + 0.057 * (anger[i_id] - 20) + 0.32 * (gender[i_id] == "M") - 1.06 * (btype[i_item] == "scold")
+           - 2.1 * (btype[i_item] == "shout") - 1.05 * (situ[i_item] == "self") + b_id[i_id] + b_item[i_item])
+    r2 = np.where(rng.random(eta.size) < 1.0 / (1.0 + np.exp(-eta)), "Y", "N")
+    return frame({"r2": r2.astype(object), "Anger": anger[i_id].astype(float), "Gender": gender[i_id].astype(object),
+                  "btype": btype[i_item].astype(object), "situ": situ[i_item].astype(object),
+                  "mode": mode[i_item].astype(object), "item": item_id[i_item],
+                  "id": labels("i", n_id)[i_id]})
+
+
 # ---------------------------------------------------------------- the cases
 CASES = {
     c.name: c
@@ -217,6 +272,15 @@ CASES = {
              sm="skip: statsmodels MixedLM visits the 500,000 groups one by one in Python "
                 "(~1.5 min per fit on 1M rows / 50,000 groups); not run on 10M rows",
              big=True),
+        Case("glmm_slopes_100k", "GLMM: 100k binary, (x|g)", "y ~ x + (x | g)",
+             lambda: binary_slopes(100_000, 2_000, seed=101),
+             rows=100_000, groups={"g": 2_000}, runs_mmbook=5, runs_lme4=3, family="binomial",
+             sm="skip: statsmodels has no maximum-likelihood GLMM (BinomialBayesMixedGLM is variational Bayes)"),
+        Case("glmm_verbagg_like", "GLMM: VerbAgg-like, (1|id)+(1|item)",
+             "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", verbagg_like,
+             rows=7_584, groups={"id": 316, "item": 24}, runs_mmbook=5, runs_lme4=3, family="binomial",
+             group_cols=("id", "item"),
+             sm="skip: statsmodels has no maximum-likelihood GLMM (BinomialBayesMixedGLM is variational Bayes)"),
     ]
 }
 

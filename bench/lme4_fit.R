@@ -1,6 +1,11 @@
 # Fit one benchmark case with lme4 (called by bench/run.py; not a project dependency).
 #
-#   Rscript bench/lme4_fit.R DIR FORMULA REML RUNS
+#   Rscript bench/lme4_fit.R DIR FORMULA REML RUNS [FAMILY]
+#
+# FAMILY "gaussian" (the default) fits lmer(); any other family ("binomial", "poisson") fits
+# glmer() with lme4's default glmerControl(), and the criterion reported is -2 logLik (the
+# Laplace deviance). A character response of a GLMM is turned into a factor before the timed
+# call (R's binomial() does not take character vectors); its predictors stay character.
 #
 # DIR holds the data as the runner wrote it (bench/run.py: write_for_r):
 #   columns.tsv       name, kind ("double" or "labels"), rows
@@ -19,6 +24,8 @@ dir <- args[1]
 form <- as.formula(args[2])
 reml <- as.logical(args[3])
 runs <- as.integer(args[4])
+family <- if (length(args) >= 5) args[5] else "gaussian"
+glmm <- family != "gaussian"
 
 suppressPackageStartupMessages(library(lme4))
 
@@ -41,6 +48,11 @@ df <- as.data.frame(cols, stringsAsFactors = FALSE)
 rm(cols)
 
 invisible(lmer(Reaction ~ Days + (Days | Subject), sleepstudy))  # warm-up, untimed
+if (glmm) {
+  invisible(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, family = binomial))
+  resp <- all.vars(form)[1]
+  if (is.character(df[[resp]])) df[[resp]] <- factor(df[[resp]])
+}
 
 out <- function(key, value) cat(key, "\t", paste(value, collapse = " "), "\n", sep = "")
 fmt <- function(x) sprintf("%.17g", x)
@@ -53,7 +65,7 @@ for (r in seq_len(runs)) {
   c0 <- proc.time()
   t0 <- Sys.time()
   fit <- withCallingHandlers(
-    lmer(form, data = df, REML = reml),
+    if (glmm) glmer(form, data = df, family = family) else lmer(form, data = df, REML = reml),
     warning = function(w) {
       notes <<- c(notes, conditionMessage(w))
       invokeRestart("muffleWarning")
@@ -70,12 +82,12 @@ for (r in seq_len(runs)) {
 
 out("times", fmt(times))
 out("cpu_times", fmt(cpu))
-out("criterion", fmt(if (reml) REMLcrit(fit) else deviance(fit)))
+out("criterion", fmt(if (glmm) -2 * as.numeric(logLik(fit)) else if (reml) REMLcrit(fit) else deviance(fit)))
 out("fixef_names", names(fixef(fit)))
 out("fixef", fmt(unname(fixef(fit))))
 out("theta", fmt(unname(getME(fit, "theta"))))
 out("sigma", fmt(sigma(fit)))
-out("optimizer", fit@optinfo$optimizer)
+out("optimizer", paste(fit@optinfo$optimizer, collapse = " "))
 out("feval", fit@optinfo$feval)
 conv <- c(unique(notes), fit@optinfo$conv$lme4$messages)
 out("warnings", gsub("[\t\n]", " ", paste(unique(conv), collapse = " | ")))

@@ -48,7 +48,9 @@ PY = sys.executable
 
 # Targets of the issue "Performance: a benchmark suite, and an lmer 20x faster than lme4".
 LME4_SPEEDUP = {"sleepstudy": 1.0, "slopes_100k": 20.0, "slopes_1m": 20.0,
-                "crossed_200k": 5.0, "insteval_like": 5.0}
+                "crossed_200k": 5.0, "insteval_like": 5.0,
+                # issue "Binary and count responses: glmer": at least 10 times lme4's glmer
+                "glmm_slopes_100k": 10.0, "glmm_verbagg_like": 10.0}
 SM_SPEEDUP = {"slopes_1m": 100.0}
 CRIT_RTOL = 1e-6          # mmbook criterion <= other + 1e-6 |criterion|
 MEMORY_CASE, MEMORY_RATIO, MEMORY_LIMIT = "slopes_10m", 3.0, 24 * 2**30
@@ -166,7 +168,7 @@ def run_lme4(case, timeout):
         write_for_r(df, Path(tmp))
         del df
         rc, out, err, peak, wall = run_child(
-            ["Rscript", str(HERE / "lme4_fit.R"), tmp, case.formula, "TRUE", str(case.runs_lme4)],
+            ["Rscript", str(HERE / "lme4_fit.R"), tmp, case.formula, "TRUE", str(case.runs_lme4), case.family],
             timeout)
     if rc != 0:
         return {"status": failure(rc, err, timeout)}

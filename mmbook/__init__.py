@@ -66,6 +66,12 @@ _EXPORTS = {
     "emmeans": "mmbook.inference.emmeans",
     "r2": "mmbook.inference.r2",
     "icc": "mmbook.inference.r2",
+    "glmer": "mmbook.engine.glmer",
+    "GlmerFit": "mmbook.engine.glmm_fit",
+    "GlmerControl": "mmbook.engine.glmm_control",
+    "binomial": "mmbook.engine.glm_family",
+    "poisson": "mmbook.engine.glm_family",
+    "load_cbpp": "mmbook.data",
 }
 
 # subpackages available as attributes (``mmbook.datasets.load(...)``), imported on first use

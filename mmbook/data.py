@@ -2,9 +2,11 @@
 
 import pandas as pd
 
+from importlib import resources
+
 from .datasets import load
 
-__all__ = ["load_sleepstudy"]
+__all__ = ["load_sleepstudy", "load_cbpp"]
 
 
 def load_sleepstudy() -> pd.DataFrame:
@@ -30,4 +32,28 @@ def load_sleepstudy() -> pd.DataFrame:
     if not (days == days.round()).all():  # cannot happen with lme4's data; guards the conversion
         raise RuntimeError("sleepstudy's Days are not whole numbers: the stored data set is corrupt")
     df["Days"] = days.astype("int64")
+    return df
+
+
+def load_cbpp() -> pd.DataFrame:
+    """Contagious bovine pleuropneumonia in 15 herds of zebu cattle (lme4's ``cbpp``).
+
+    Serological incidence of CBPP in herds in Ethiopia, followed over four
+    periods: the number of new cases (``incidence``) among the animals of a
+    herd at risk (``size``). From Lesnoff et al. (2004), *Preventive
+    Veterinary Medicine* 64, 27-40, as distributed with the R package lme4.
+
+    Returns
+    -------
+    pandas.DataFrame
+        56 rows and the columns ``herd`` (categorical, levels ``1``-``15``),
+        ``incidence`` (int), ``size`` (int) and ``period`` (categorical,
+        levels ``1``-``4``), as R's factors have them.
+    """
+    with resources.files("mmbook").joinpath("data/cbpp.csv").open("r") as fh:
+        df = pd.read_csv(fh)
+    df["herd"] = pd.Categorical(df["herd"], categories=sorted(df["herd"].unique()))
+    df["period"] = pd.Categorical(df["period"], categories=sorted(df["period"].unique()))
+    df["incidence"] = df["incidence"].astype("int64")
+    df["size"] = df["size"].astype("int64")
     return df

@@ -88,10 +88,19 @@ def test_fit_warnings_go_to_stderr(capsys):
     assert err.startswith("warning: boundary (singular) fit")
 
 
-def test_glmer_flag_is_accepted_and_refused_until_glmer_exists(capsys):
+def test_glmer_flag_fits_a_glmm(capsys):
+    # lme4 1.1-31: summary(glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial))
     code, out, err = run(capsys, "fit", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
                          "--glmer", "binomial")
-    one_error_line(code, err, "--glmer binomial: mmbook has no glmer yet")
+    assert code == 0, err
+    assert out.startswith("Generalized linear mixed model fit by maximum likelihood (Laplace\n  Approximation) [glmerMod]")
+    assert " Family: binomial  ( logit )" in out
+
+
+def test_glmer_unknown_family_is_one_error_line(capsys):
+    code, out, err = run(capsys, "fit", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                         "--glmer", "gamma-ish")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "gamma-ish" in err
 
 
 # --------------------------------------------------------------------------- recheck

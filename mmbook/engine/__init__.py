@@ -9,7 +9,12 @@ factors in ``rfunctions``, R's names in ``rnames`` and R's ``contrasts``;
 lme4's verbs around a fit: ``predict`` (predict, simulate), ``update``
 (update, formula arithmetic), ``lrt`` (anova, drop1), ``profile`` (profile),
 ``intervals`` (confint), ``bootstrap`` (bootMer), ``tidy`` (broom.mixed's
-tidy, glance); ``report`` prints lme4's summary. The engine imports neither
-statsmodels, matplotlib nor the
+tidy, glance); ``report`` prints lme4's summary. Generalized linear mixed
+models (``glmer``) replace the Gaussian response with a GLM one on the same
+predictor: ``glm_family`` (families, links), ``glmm_frame`` (cbind, factors,
+weights, offsets), ``glmm_response``, ``pirls`` (PIRLS, Laplace and
+quadrature deviances), ``glmm_gradient``, ``glmer`` (the stages),
+``glmm_fit``, ``glmm_intervals``, ``glmm_report``. The engine imports
+neither statsmodels, matplotlib nor the
 book's forms.
 """

@@ -593,7 +593,7 @@ def _response(f: MixedFormula, frame: pd.DataFrame) -> np.ndarray:
 
 
 def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
-                 state_frame: pd.DataFrame | None = None) -> list[RandomTerm]:
+                 state_frame: pd.DataFrame | None = None, allow_n: bool = False) -> list[RandomTerm]:
     """Build the random-effects terms, check them as lme4 does, and order them.
 
     lme4 (``mkReTrms``) sorts the terms by decreasing number of levels of
@@ -601,7 +601,10 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
     also reverses ties); it then checks that each grouping factor has at
     least 2 and fewer than ``n`` levels, and that each term has fewer random
     effects than observations. The terms' columns use R's default contrasts
-    (lme4 passes the ``contrasts`` argument to X only).
+    (lme4 passes the ``contrasts`` argument to X only). With ``allow_n``
+    (``glmer``, whose response has no residual variance to confound) as many
+    levels and random effects as observations are allowed: an
+    observation-level random effect (lme4's ``allow.n = TRUE`` in ``glFormula``).
     """
     n = len(frame)
     terms = []
@@ -621,12 +624,12 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
         if t.nlevels < 2:
             raise ValueError(f"grouping factor {t.group!r} has {t.nlevels} level: grouping factors "
                              "must have > 1 sampled level")
-    bad = [t.group for t in terms if t.nlevels >= n]
+    bad = [t.group for t in terms if t.nlevels > n or (t.nlevels == n and not allow_n)]
     if bad:
         raise ValueError("number of levels of each grouping factor must be < number of observations "
                          f"(problems: {', '.join(bad)})")
     for t in terms:
-        if t.nlevels * t.q >= n:
+        if t.nlevels * t.q > n or (t.nlevels * t.q == n and not allow_n):
             raise ValueError(
                 f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
                 f"term ({t.bar.text}); the random-effects parameters and the residual variance "

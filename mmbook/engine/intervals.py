@@ -90,6 +90,8 @@ def confint(fit, parm=None, level: float = 0.95, method: str = "profile", old_na
     KeyError
         ``parm`` names a parameter the model does not have.
     """
+    if getattr(fit, "family", None) is not None:  # a GlmerFit: no sigma, its own profile
+        return fit.confint(method=method, level=level)
     check_level(level)
     if not isinstance(method, str) or method.lower() not in _METHODS:
         raise ValueError(f"method must be 'profile', 'Wald' or 'boot', got {method!r}")

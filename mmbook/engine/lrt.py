@@ -115,6 +115,9 @@ def anova(*fits, names=None, refit_ml: bool = True) -> pd.DataFrame:
     nobs = {f.nobs for f in fits}
     if len(nobs) > 1:
         raise ValueError(f"models were not all fitted to the same number of observations ({sorted(nobs)})")
+    kinds = {getattr(f, "response_kind", "gaussian") for f in fits}  # GlmerFit: family and approximation
+    if len(kinds) > 1:
+        raise ValueError(f"models with different likelihoods cannot be compared: {', '.join(sorted(kinds))}")
     ys = [f.mf.y for f in fits]
     if any(not np.array_equal(ys[0], y) for y in ys[1:]):
         raise ValueError("models were not all fitted to the same response")

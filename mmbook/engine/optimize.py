@@ -79,7 +79,7 @@ def _hessian(f, x, h, f0):
 
 def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=2000,
                    polish=True, polish_max_params=10, boundary_tol=1e-4, upper=None,
-                   central=False, polish_steps=1) -> OptimizeResult:
+                   central=False, polish_steps=1, fgrad=None) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``theta >= lower``.
 
     Parameters
@@ -100,6 +100,9 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         bounds with a finite-difference Hessian (only with at most
         ``polish_max_params`` parameters), keeping a step only if it lowers
         ``f``.
+    fgrad : callable, optional
+        ``fgrad(theta) -> (f(theta), gradient or None)``: an exact gradient to use instead of
+        finite differences (where it returns None, finite differences are used).
     """
     fc = _Counted(f)
     lower = np.asarray(lower, dtype=float)
@@ -115,8 +118,13 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
         for xc, fcached, gc in recent:
             if np.all(np.abs(x - xc) <= 1e-12 * (1.0 + np.abs(xc))):
                 return fcached, gc.copy()
-        f0 = fc(x)
-        g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
+        if fgrad is not None:  # the criterion with its exact gradient (g None: not available here)
+            fc.n += 1
+            f0, g = fgrad(x)
+        else:
+            f0, g = fc(x), None
+        if g is None:
+            g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper_, central)
         recent.append((x.copy(), f0, g))
         del recent[:-16]
         return f0, g.copy()
@@ -125,7 +133,7 @@ def minimize_theta(f, theta0, lower, *, grad_step=1e-6, ftol=1e-12, gtol=1e-6, m
     # The gradient's rounding noise and the criterion's curvature both grow with the criterion
     # (with n), so the gradient tolerance does too: below it, line searches only chase noise.
     f_start, _ = fun_and_grad(theta0)
-    if np.isfinite(f_start):
+    if np.isfinite(f_start) and fgrad is None:
         gtol = max(gtol, 1e-8 * abs(f_start))
     res = minimize(fun_and_grad, theta0, jac=True, method="L-BFGS-B",
                    bounds=bounds, options=dict(ftol=ftol, gtol=gtol, maxiter=maxiter, maxcor=20))

@@ -46,6 +46,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from .crossprod import GramPattern, RestProducts
 from .design import ModelFrame, RandomTerm
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
 from .residual import check_nesting
@@ -207,6 +208,14 @@ class PLS:
             self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
             self._rest_scalar = all(t.q == 1 or t.structure == "identity" for t in self.rest)  # diagonal Lambda
         self.sqrtw = None
+        self._rest_products = self._gram_structure = None
+        self._XF = np.asfortranarray(self.X, dtype=float)
+        self._z1F = np.asfortranarray(t1.z, dtype=float)
+        # rows sorted by the first term's levels (longitudinal data usually are): runs of rows
+        refs = t1.refs
+        sorted_refs = refs.size and bool(np.all(refs[1:] >= refs[:-1])) and refs[0] == 0 and refs[-1] == self.m1 - 1
+        starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]]) if sorted_refs else None
+        self._level_starts = starts if starts is not None and len(starts) == self.m1 else None
         self.reweight(sqrtw)
 
     @property
@@ -227,6 +236,13 @@ class PLS:
     def correlation(self, theta: np.ndarray) -> float:
         """The residual correlation parameter (``phi`` or ``rho``) at ``theta`` (NaN without one)."""
         return np.nan if self.residual is None else self.residual.value(float(theta[self.ntheta]))
+
+    def _level_sums(self, x: np.ndarray) -> np.ndarray:
+        """Sums of ``x`` over the rows of each level of the first term: contiguous runs
+        (``np.add.reduceat``) when the rows are sorted by level, else ``np.bincount``."""
+        if self._level_starts is not None:
+            return np.add.reduceat(x, self._level_starts)
+        return np.bincount(self.terms[0].refs, x, minlength=self.m1)
 
     # -------------------------------------------------------- cross-products
     def reweight(self, sqrtw=None, y=None) -> "PLS":
@@ -250,50 +266,64 @@ class PLS:
             self.y = np.asarray(y, dtype=float)
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
         w = self.sqrtw
-        XY = np.column_stack([self.X, self.y])
+        # column-major copies: every product below reads whole columns
+        n, p = self.n, self.p
+        XY = np.empty((n, p + 1), order="F")
+        XY[:, :p] = self._XF
+        XY[:, p] = self.y
         if w is not None:
-            XY = XY * w[:, None]
+            XY *= w[:, None]
         corr = self.residual
         if corr is not None:  # correlated residuals: rows whitened within clusters (mmbook.engine.residual)
-            XY = corr.whiten_columns(self._eta, XY)
+            XY = np.asfortranarray(corr.whiten_columns(self._eta, XY))
             self.logdet_R = corr.logdet(self._eta)
         self._XY = XY
         self.Axyxy = XY.T @ XY
 
-        # first term: block diagonal, by bincount (one pass per pair of columns)
-        t1 = self.terms[0]
+        # first term: block diagonal, one sum per level and pair of columns
         m1, q1 = self.m1, self.q1
-        z1 = t1.z if w is None else t1.z * w[:, None]
+        z1 = self._z1F if w is None else self._z1F * w[:, None]
         if corr is not None:  # the residual clusters are nested in the first term's levels (checked)
-            z1 = corr.whiten_columns(self._eta, z1)
+            z1 = np.asfortranarray(corr.whiten_columns(self._eta, z1))
         A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
         for a in range(q1):
             for b in range(a + 1):
-                A11[a, b] = A11[b, a] = np.bincount(t1.refs, z1[:, a] * z1[:, b], minlength=m1)
+                A11[a, b] = A11[b, a] = self._level_sums(z1[:, a] * z1[:, b])
         self.A11 = A11
         A1xy = np.empty((q1, self.p + 1, m1))
         for a in range(q1):
             for c in range(self.p + 1):
-                A1xy[a, c] = np.bincount(t1.refs, z1[:, a] * XY[:, c], minlength=m1)
+                A1xy[a, c] = self._level_sums(z1[:, a] * XY[:, c])
         self.A1xy = A1xy
 
-        # remaining terms: sparse cross-products with everything else
+        # remaining terms: cross-products with everything else, at positions found on the first call
         if self.rest:
-            W = sp.diags(w) if w is not None else None
-            Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
-            Z1 = t1.Z().tocsc()
-            if W is not None:
-                Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
-            if corr is not None:
+            if corr is not None:  # whitened rows reach into several levels of the later terms: sparse products
+                W = sp.diags(w) if w is not None else None
+                Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
+                Z1 = self.terms[0].Z().tocsc()
+                if W is not None:
+                    Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
                 Zr, Z1 = corr.whiten_columns(self._eta, Zr), corr.whiten_columns(self._eta, Z1)
-            Ar1 = (Zr.T @ Z1).tocsr()
-            self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
-            self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
-            self.Arr = (Zr.T @ Zr).toarray()
-            self.Arxy = np.asarray(Zr.T @ XY)
+                Ar1 = (Zr.T @ Z1).tocsr()
+                self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
+                self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
+                self.Arr = (Zr.T @ Zr).toarray()
+                self.Arxy = np.asarray(Zr.T @ XY)
+                self._gram = None  # the pattern of Ar1 may change with the correlation parameter
+                return self
+            if self._rest_products is None:
+                self._rest_products = RestProducts(self.terms[0], self.rest)
+            rp = self._rest_products
+            self.Ar1, self.Arr, self.Arxy = rp.products(w, XY)
+            self._rest_dense = rp.dense
             self._gram = None
             if self._rest_scalar and q1 == 1 and not self._rest_dense:
-                self._gram = _gram_pattern(Ar1)
+                if self._gram_structure is None:
+                    self._gram_structure = GramPattern.build(self.Ar1) or False
+                if self._gram_structure:
+                    gp = self._gram_structure
+                    self._gram = (gp.matrix(self.Ar1.data), gp.indices, gp.indptr)
         return self
 
     # ------------------------------------------------------------------ start
@@ -576,35 +606,3 @@ def _cholesky_lower(S: np.ndarray) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return U.T
-
-
-def _gram_pattern(A: sp.csr_matrix, max_entries: int = 20_000_000):
-    """Precompute ``A diag(w) A'`` as a linear map of ``w``.
-
-    Every entry ``(i, j)``, ``i >= j``, of the lower triangle is
-    ``sum_l A[i, l] A[j, l] w_l``; collecting the products ``A[i, l] A[j, l]``
-    once gives a sparse matrix ``M`` (one row per structural non-zero) and
-    the values for any ``w`` are ``M @ w``. Returns ``(M, indices, indptr)``
-    of the lower triangle's CSR pattern, or None when the pattern is too big.
-    """
-    Ac = A.tocsc()
-    Ac.sort_indices()
-    m = Ac.shape[1]
-    nnz_col = np.diff(Ac.indptr)
-    counts_per_entry = np.arange(Ac.nnz) - np.repeat(Ac.indptr[:-1], nnz_col) + 1  # partners j <= i
-    total = int(counts_per_entry.sum())
-    if total > max_entries:
-        return None
-    I = np.repeat(np.arange(Ac.nnz), counts_per_entry)
-    start = np.repeat(np.repeat(Ac.indptr[:-1], nnz_col), counts_per_entry)
-    offset = np.arange(total) - np.repeat(np.cumsum(counts_per_entry) - counts_per_entry, counts_per_entry)
-    J = start + offset
-    rows, cols = Ac.indices[I], Ac.indices[J]
-    col_l = np.repeat(np.repeat(np.arange(m), nnz_col), counts_per_entry)
-    n = A.shape[0]
-    key = rows.astype(np.int64) * n + cols
-    uniq, inv = np.unique(key, return_inverse=True)
-    M = sp.csr_matrix((Ac.data[I] * Ac.data[J], (inv, col_l)), shape=(len(uniq), m))
-    urow, ucol = uniq // n, uniq % n
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
-    return M, ucol.astype(np.int32), indptr

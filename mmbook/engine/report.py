@@ -13,10 +13,10 @@ import numpy as np
 
 from ..rprint import abbreviate, cat_number, coef_matrix_cells, format_real, format_table, print_matrix, zapsmall
 
-__all__ = ["summary_text", "summary_html"]
+__all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines"]
 
 
-def _random_effects_rows(fit, digits: int = 4):
+def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
     """Rows of lme4's random-effects table (Groups, Name, Variance, Std.Dev., Corr...)."""
     var, sd, grp, nm, corr_blocks = [], [], [], [], []
     for vc in fit.vc_terms:
@@ -26,10 +26,11 @@ def _random_effects_rows(fit, digits: int = 4):
             var.append(vc.cov[i, i])
             sd.append(vc.sd[i])
         corr_blocks.append(vc.corr)
-    grp.append("Residual")
-    nm.append("")
-    var.append(fit.sigma ** 2)
-    sd.append(fit.sigma)
+    if residual:
+        grp.append("Residual")
+        nm.append("")
+        var.append(fit.sigma ** 2)
+        sd.append(fit.sigma)
     maxq = max(len(vc.names) for vc in fit.vc_terms)
     corr_cols = [[""] * len(grp) for _ in range(maxq - 1)]
     row = 0
@@ -121,21 +122,7 @@ def summary_text(fit, digits: int = 4) -> str:
         out.append("Fixed effects:")
         header, rows, names = _fixef_rows(fit, digits)
         out.extend(print_matrix(names, header, rows))
-    if p > 1:
-        out.append("")
-        if p > 12:
-            out.append(f"Correlation matrix not shown by default, as p = {p} > 12.")
-        else:
-            out.append("Correlation of Fixed Effects:")
-            V = fit.vcov.to_numpy()
-            s = np.sqrt(np.diag(V))
-            C = V / np.outer(s, s)
-            names = list(fit.fixef.index)
-            txt = np.array(format_real(np.round(C.ravel(), 3), 7, nsmall=3)).reshape(p, p)
-            rows = [[txt[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
-            header = [abbreviate(n, 6) for n in names[:-1]]
-            rn = [abbreviate(n, 11) for n in names[1:]]
-            out.append(format_table(rows, header, ["l"] * (p - 1), rownames=rn))
+    out.extend(fixef_correlation_lines(fit))
     if fit.mf.dropped_columns:
         k = len(fit.mf.dropped_columns)
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
@@ -143,6 +130,32 @@ def summary_text(fit, digits: int = 4) -> str:
     if fit.is_singular:
         out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
     return "\n".join(out) + "\n"
+
+
+def random_effects_table(fit, digits: int = 4, residual: bool = True):
+    """lme4's random-effects table as ``(header, rows)``: Groups, Name, Variance, Std.Dev., Corr.
+
+    ``residual=False`` leaves out the Residual row (a GLMM has none).
+    """
+    return _random_effects_rows(fit, digits, residual)
+
+
+def fixef_correlation_lines(fit) -> list[str]:
+    """lme4's "Correlation of Fixed Effects" block (a blank line first), from ``fit.vcov``."""
+    p = fit.mf.p
+    if p <= 1:
+        return []
+    if p > 12:
+        return ["", f"Correlation matrix not shown by default, as p = {p} > 12."]
+    V = fit.vcov.to_numpy()
+    s = np.sqrt(np.diag(V))
+    C = V / np.outer(s, s)
+    names = list(fit.fixef.index)
+    txt = np.array(format_real(np.round(C.ravel(), 3), 7, nsmall=3)).reshape(p, p)
+    rows = [[txt[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    header = [abbreviate(n, 6) for n in names[:-1]]
+    rn = [abbreviate(n, 11) for n in names[1:]]
+    return ["", "Correlation of Fixed Effects:", format_table(rows, header, ["l"] * (p - 1), rownames=rn)]
 
 
 def summary_html(fit) -> str:

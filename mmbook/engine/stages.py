@@ -122,6 +122,9 @@ def refit(fit, y, REML: bool | None = None, warn: bool = True):
     ValueError
         ``y`` has the wrong length or non-finite values.
     """
+    if getattr(fit, "family", None) is not None:  # a GlmerFit: its response is not Gaussian
+        raise NotImplementedError("refit (and the parametric bootstrap) of a GLMM is not available; "
+                                  "fit the new response with mmbook.glmer")
     y = np.asarray(y, dtype=float)
     if y.shape != (fit.nobs,):
         raise ValueError(f"y must have {fit.nobs} values, got shape {y.shape}")

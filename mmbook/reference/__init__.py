@@ -10,6 +10,8 @@ Each file was written by an R script in ``tests/data/`` of the repository:
 * ``sim_ri.csv``, ``sim_ris.csv`` - the two simulated data sets as R made them;
 * ``lme4_applied.json`` - lme4 1.1-31 on sleepstudy for the applied example
   (``make_lme4_applied.R``);
+* ``lme4_cbpp.json`` - lme4 1.1-31's glmer fits of cbpp for the GLMM chapter
+  (``make_lme4_glmer.R``);
 * ``document_y5.json`` - R's ``MASS::mvrnorm`` draw of the document's fifth
   response (``make_document_y5.R``);
 * ``mgcv_smooths.json``, ``gam1.csv`` - mgcv 1.8-41's cubic regression spline

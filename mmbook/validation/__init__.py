@@ -51,7 +51,7 @@ import pandas as pd
 
 from ..tables import html_table, text_table
 from .frames import checksum, frame, frame_names
-from .records import CRITERION_SLACK, SCALES, TOLERANCES, Comparison, compare, fit_record
+from .records import CRITERION_SLACK, GLMM_TOLERANCES, SCALES, TOLERANCES, Comparison, compare, fit_record
 
 __all__ = ["registry", "Entry", "validate", "Validation", "frame", "frame_names", "fit_record", "compare",
            "TOLERANCES", "SCALES", "QUANTITIES"]
@@ -180,10 +180,11 @@ def validate_entry(entry: Entry) -> Result:
     if fit is None:
         return Result(entry, "skipped", message=f"mmbook has no {entry.kind} yet")
     record = fit_record(fit)
-    cmp = compare(record, entry.lme4["tight"], default=entry.lme4["default"])
+    cmp = compare(record, entry.lme4["tight"], default=entry.lme4["default"],
+                  tolerances=GLMM_TOLERANCES if entry.kind == "glmer" else None)
     status = "pass" if cmp.ok else "fail"
     msg = "; ".join(cmp.problems + [f"{q}: {cmp.where[q]} differs by {cmp.worst[q]:.2e} (tolerance "
-                                    f"{TOLERANCES[q]:.0e})" for q in QUANTITIES if not cmp.passed.get(q, True)])
+                                    f"{cmp.tolerances[q]:.0e})" for q in QUANTITIES if not cmp.passed.get(q, True)])
     return Result(entry, status, cmp, record, msg, time.perf_counter() - t0)
 
 
