@@ -8,14 +8,16 @@ and mmbook's sleepstudy data.
 What is compared, and why it is equal (see mmbook/engine/smooth.py and the R script):
 
 * the basis: knots, model matrix, penalty, prediction matrix beyond the knots (mgcv's
-  smoothCon with and without its constraint): to 1e-12;
+  smoothCon with and without its constraint): to 1e-12; for the thin plate basis (bs = "tp",
+  mgcv's default), defined up to a rotation, its invariants;
 * the REML criterion: mmbook's (lme4's -2 l_R) is 2 * gam(method = "REML")$gcv.ubre and
   -2 * logLik(gamm()$lme); the ML deviance 2 * gam(method = "ML")$gcv.ubre. mgcv's
   optimizers stop within ~1e-8 of the optimum, so mmbook's must be equal within 1e-7
   (relative) or lower;
-* lambda = sigma^2 / tau^2 is gam()$sp (relative 2e-3: the criterion is flat in log lambda,
-  mgcv stops up to ~1e-4 short, a relative change of lambda of ~1e-3 moves the criterion by
-  < 1e-8); EDF (sum of gam()$edf over the smooth's coefficients) to 5e-5;
+* lambda = sigma^2 / tau^2 is gam()$sp (relative 5e-3: the criterion is flat in log lambda,
+  where mgcv stops with the criterion equal to ~1e-10 a relative change of lambda of a few 1e-3
+  remains, most with several smooths and random effects); EDF (sum of gam()$edf over the
+  smooth's coefficients) to 2e-4 (its value at mgcv's lambda moves accordingly);
 * the fitted values, each smooth's contribution (predict(type = "terms")) and predictions on
   new data (beyond the data's range too) to 1e-4 of the response's standard deviation.
 
@@ -33,7 +35,8 @@ import scipy.linalg as sla
 import mmbook
 from mmbook import reference
 from mmbook.crosscheck import crosscheck
-from mmbook.engine.smooth import CubicRegressionSpline, MixedSmooth, SmoothSpec, parse_smooth, split_smooths
+from mmbook.engine.smooth import (CubicRegressionSpline, MixedSmooth, SmoothSpec, ThinPlateSpline, parse_smooth,
+                                  split_smooths)
 
 REF = reference.load_json("mgcv_smooths.json")
 FITS = {f["name"]: f for f in REF["fits"]}
@@ -59,6 +62,7 @@ def fitted(name):
 def test_parse_smooth_forms():
     assert parse_smooth("s(x2, k = 10, bs = 'cr')") == SmoothSpec("x2", 10, "cr", "s(x2, k = 10, bs = 'cr')")
     assert parse_smooth('s(x,bs="cr")').k == 10
+    assert parse_smooth("s(x)").bs == "tp"  # mgcv's default basis
     assert parse_smooth("s(x, 5)").k == 5
     assert parse_smooth("s(x, k = -1)").k == 10  # mgcv's default
     assert parse_smooth("log(x)") is None and parse_smooth("sqrt(x)") is None
@@ -68,8 +72,8 @@ def test_parse_smooth_forms():
 
 
 @pytest.mark.parametrize("term, message", [
-    ("s(x, bs = 'tp')", "not available"),
     ("s(x, bs = 'ps')", "not available"),
+    ("s(x, bs = 'ad')", "not available"),
     ("s(x, k = 2)", "too small"),
     ("s(x, k = 4.5)", "whole number"),
     ("s(x, by = g)", "not supported"),
@@ -87,8 +91,10 @@ def test_formula_errors():
         mmbook.lmer("y ~ s(x2) + s(x2, k = 5)", GAM1)
     with pytest.raises(ValueError, match="cannot be removed"):
         split_smooths("x3 - s(x2)")
-    with pytest.raises(ValueError, match="insufficient unique values"):
+    with pytest.raises(ValueError, match="unique values"):
         mmbook.lmer("Reaction ~ s(Days, k = 11) + (1 | Subject)", SLEEP)
+    with pytest.raises(ValueError, match="insufficient unique values"):
+        mmbook.lmer("Reaction ~ s(Days, k = 11, bs = 'cr') + (1 | Subject)", SLEEP)
     with pytest.raises(KeyError, match="nox"):
         mmbook.lmer("y ~ s(nox)", GAM1)
     d = GAM1.assign(gch=GAM1["g"].astype(str))
@@ -107,7 +113,7 @@ def test_basis_matches_mgcv(name):
     np.testing.assert_allclose(cr.basis(x)[:len(X)], X, rtol=0, atol=1e-12)
     np.testing.assert_allclose(cr.S, np.array(b["S"]), rtol=1e-12, atol=1e-12 * np.abs(cr.S).max())
     np.testing.assert_allclose(cr.basis(b["xnew"]), np.array(b["Xnew"]), rtol=0, atol=1e-12)  # incl. beyond the knots
-    ms = MixedSmooth.of(SmoothSpec(b["variable"], b["k"]), x)
+    ms = MixedSmooth.of(SmoothSpec(b["variable"], b["k"], "cr"), x)
     assert ms.S_scale == pytest.approx(b["S_scale"], rel=1e-12)
     np.testing.assert_allclose(ms.eigenvalues, b["Sc_eigen"][:b["k"] - 2], rtol=1e-10)
     # the constrained basis spans mgcv's: the same Gram matrix up to an orthogonal change of basis
@@ -129,16 +135,23 @@ def test_basis_matches_mgcv(name):
 SMOOTH_FITS = list(FITS)
 
 
+def _mgcv_short(name, fit):
+    """mgcv stopped short of the optimum (mmbook's criterion lower by more than 1e-10 relative, ten
+    times the criterion's rounding noise)."""
+    crit = FITS[name]["criterion"]
+    return fit.objective < crit - 1e-10 * abs(crit)
+
+
 @pytest.mark.parametrize("name", SMOOTH_FITS)
 def test_criterion_matches_mgcv(name):
     r, fit = FITS[name], fitted(name)
     crit = r["criterion"]
     assert fit.objective <= crit + 1e-7 * abs(crit), (fit.objective, crit)
-    if not name.startswith("sleep"):
+    if "sleep" not in name:
         assert fit.objective == pytest.approx(crit, rel=1e-7)
     if "gamm" in r:  # -2 logLik of gamm's lme fit is the same criterion (lme stops ~1e-8 short)
         assert fit.objective <= -2 * r["gamm"]["logLik"] + 1e-7 * abs(crit)
-        assert fit.objective == pytest.approx(-2 * r["gamm"]["logLik"], rel=2e-7 if name[:5] != "sleep" else 1e-6)
+        assert fit.objective == pytest.approx(-2 * r["gamm"]["logLik"], rel=2e-7 if "sleep" not in name else 1e-6)
 
 
 @pytest.mark.parametrize("name", SMOOTH_FITS)
@@ -147,14 +160,15 @@ def test_lambda_and_edf_match_mgcv(name):
     sm = fit.smooths
     labels = [k for k in r["edf"] if k in sm.index]
     assert labels == list(sm.index)
+    short = _mgcv_short(name, fit)  # then mgcv's lambda and EDF are a little off too
     for lab in labels:
-        if name.startswith("sleep"):  # mgcv stops short of the straight line: lambda ~ 2e5 and more
-            assert r["sp"][lab] > 1e5 and not np.isfinite(sm.loc[lab, "lambda"])
+        if not np.isfinite(sm.loc[lab, "lambda"]):  # the straight line: mgcv stops at lambda ~ 1e4 and more
+            assert "sleep" in name and r["sp"][lab] > 1e4
             assert sm.loc[lab, "edf"] == pytest.approx(1.0, abs=1e-8)
             assert r["edf"][lab] == pytest.approx(1.0, abs=5e-3)
             continue
-        assert sm.loc[lab, "lambda"] == pytest.approx(r["sp"][lab], rel=2e-3)
-        assert sm.loc[lab, "edf"] == pytest.approx(r["edf"][lab], abs=5e-5)
+        assert sm.loc[lab, "lambda"] == pytest.approx(r["sp"][lab], rel=5e-3 if not short else 1e-2)
+        assert sm.loc[lab, "edf"] == pytest.approx(r["edf"][lab], abs=2e-4 if not short else 2e-3)
         assert sm.loc[lab, "variance"] == pytest.approx(fit.sigma ** 2 / sm.loc[lab, "lambda"], rel=1e-12)
 
 
@@ -162,7 +176,7 @@ def test_lambda_and_edf_match_mgcv(name):
 def test_fitted_and_smooths_match_mgcv(name):
     r, fit = FITS[name], fitted(name)
     y = fit.mf.y
-    tol = 1e-4 * y.std() if not name.startswith("sleep") else 2e-3 * y.std()
+    tol = 1e-4 * y.std() if "sleep" not in name else 2e-3 * y.std()
     np.testing.assert_allclose(fit.fitted.to_numpy(), r["fitted"], rtol=0, atol=tol)
     sv = fit.smooth_values()
     for lab, vals in r["smooth_values"].items():
@@ -174,6 +188,34 @@ def test_fitted_and_smooths_match_mgcv(name):
     # the intercept (and x3) are mgcv's parametric coefficients
     for nm, v in r["coefficients_parametric"].items():
         assert fit.fixef[nm] == pytest.approx(v, abs=tol)
+
+
+@pytest.mark.parametrize("var", list(REF["tp_basis"]))
+def test_thin_plate_basis_matches_mgcv(var):
+    """mgcv's tp basis is defined up to a rotation; what is not: the penalty relative to the basis
+    (the generalized eigenvalues of (S, B'B)), the centring and the columns' unit rms."""
+    b = REF["tp_basis"][var]
+    tp = ThinPlateSpline(GAM1[var], b["k"])
+    assert tp.shift == pytest.approx(b["shift"][0], abs=1e-15)
+    X = tp.basis(GAM1[var])
+    ev = np.sort(np.linalg.eigvals(np.linalg.solve(X.T @ X, tp.S)).real)[::-1]
+    np.testing.assert_allclose(ev, b["gen_eigen"], rtol=1e-9, atol=1e-9 * max(b["gen_eigen"]))
+    np.testing.assert_allclose(np.sqrt((X ** 2).mean(axis=0)), b["colrms"], rtol=1e-12)
+    # mgcv's penalty rescaling depends on the basis itself, not only its span: the same lambda
+    ms = MixedSmooth.of(SmoothSpec(var, b["k"], "tp"), GAM1[var])
+    assert fitted("tp_single").smooths.loc["s(x2)", "lambda"] == pytest.approx(FITS["tp_single"]["sp"]["s(x2)"],
+                                                                             rel=1e-3)
+    assert ms.U_random.shape == (b["k"] - 1, b["k"] - 2)
+
+
+def test_thin_plate_limits():
+    with pytest.raises(NotImplementedError, match="2000"):
+        ThinPlateSpline(np.arange(2500.0), 10)
+    with pytest.raises(ValueError, match="fewer unique values"):
+        ThinPlateSpline(np.arange(5.0), 10)
+    # as many unique values as k: mgcv's "pure knot" basis, no eigen step
+    tp = ThinPlateSpline(SLEEP["Days"], 10)
+    assert tp.basis(SLEEP["Days"]).shape == (180, 10)
 
 
 def test_gamm_with_random_slopes():
@@ -260,7 +302,7 @@ def test_missing_covariate_rows_removed_with_warning():
 
 def test_rank_deficient_linear_part_dropped():
     with pytest.warns(UserWarning, match=r"dropping 1 column.*s\(x2\)Fx1"):
-        fit = mmbook.lmer("y ~ x2 + s(x2)", GAM1)
+        fit = mmbook.lmer("y ~ x2 + s(x2, k = 10, bs = 'cr')", GAM1)
     ref = fitted("single")
     assert fit.objective == pytest.approx(ref.objective + 2 * np.log(abs(
         np.linalg.qr(np.column_stack([np.ones(len(GAM1)), GAM1.x2]), mode="r")[1, 1]

@@ -4,10 +4,12 @@ A smooth function of a covariate, ``f(x) = sum_j B_j(x) beta_j``, estimated with
 a penalty ``lambda beta' S beta`` on its wiggliness, is a mixed model
 (Wood 2017, section 5.8; mgcv's ``gamm`` and ``smooth2random``):
 
-1. **basis and penalty** (mgcv's ``smooth.construct.cr.smooth.spec``): the
-   cubic regression spline with ``k`` knots at quantiles of the unique ``x``
-   values, parameterised by its values at the knots; ``S = D' B^{-1} D`` is
-   the integrated squared second derivative. mgcv rescales ``S`` (its
+1. **basis and penalty**: mgcv's thin plate regression spline (``bs = "tp"``,
+   its default; :class:`ThinPlateSpline`) or cubic regression spline
+   (``bs = "cr"``, ``smooth.construct.cr.smooth.spec``;
+   :class:`CubicRegressionSpline`: ``k`` knots at quantiles of the unique
+   ``x`` values, parameterised by its values at the knots, ``S = D' B^{-1} D``
+   the integrated squared second derivative). mgcv rescales ``S`` (its
    ``scale.penalty``) so that ``lambda`` is on the scale of ``X'X``; so does
    mmbook, so ``lambda`` is mgcv's ``sp``.
 2. **identifiability** (mgcv's ``smoothCon``): the smooth sums to zero over
@@ -16,7 +18,7 @@ a penalty ``lambda beta' S beta`` on its wiggliness, is a mixed model
    ``S_c = Q' S Q``.
 3. **mixed-model form** (mgcv's ``smooth2random``): with the eigen
    decomposition ``S_c = U diag(d) U'`` the penalized directions (``d > 0``,
-   ``k - 2`` of them for ``cr``) give the random-effects columns
+   ``k - 2`` of them) give the random-effects columns
    ``Z_s = B_c U_+ diag(d_+)^{-1/2}``, and the unpenalized one (the linear
    trend) the fixed column ``X_s = B_c u_0``, named ``s(x)Fx1``. Then
    ``lambda beta_c' S_c beta_c = lambda ||b||^2``, so
@@ -46,10 +48,10 @@ from .design import RandomTerm
 from .formula import BarTerm, split_top_level
 from .modelmatrix import MatrixSpec, model_matrix
 
-__all__ = ["SmoothSpec", "CubicRegressionSpline", "MixedSmooth", "SmoothTerm", "SmoothXSpec", "parse_smooth",
+__all__ = ["SmoothSpec", "CubicRegressionSpline", "ThinPlateSpline", "MixedSmooth", "SmoothTerm", "SmoothXSpec", "parse_smooth",
            "split_smooths", "add_smooths", "is_smooth", "smooth_edf"]
 
-_BASES = {"cr": "cubic regression spline"}
+_BASES = {"tp": "thin plate regression spline", "cr": "cubic regression spline"}
 
 
 # ----------------------------------------------------------------------------- the formula term
@@ -64,14 +66,14 @@ class SmoothSpec:
     k : int
         Basis dimension (mgcv's ``k``; number of knots of a ``cr`` basis).
     bs : str
-        Basis (mgcv's ``bs``): ``"cr"``.
+        Basis (mgcv's ``bs``): ``"tp"`` (the default, as mgcv's) or ``"cr"``.
     text : str
         The term as written (normalised spacing).
     """
 
     variable: str
     k: int = 10
-    bs: str = "cr"
+    bs: str = "tp"
     text: str = ""
 
     @property
@@ -92,9 +94,9 @@ def parse_smooth(piece: str) -> SmoothSpec | None:
     """The :class:`SmoothSpec` of a formula term ``s(...)``; None for any other term.
 
     Arguments as in mgcv: the covariate first, then ``k`` (basis dimension,
-    default 10; also as the second positional argument) and ``bs`` (basis,
-    default ``"cr"`` in mmbook; mgcv's default is ``"tp"``, which mmbook does
-    not offer: write ``bs = "cr"`` to make the choice explicit).
+    default 10; also as the second positional argument) and ``bs`` (basis:
+    ``"tp"``, mgcv's default thin plate regression spline, or ``"cr"``, the
+    cubic regression spline).
 
     Raises
     ------
@@ -135,7 +137,7 @@ def parse_smooth(piece: str) -> SmoothSpec | None:
         k = 10  # mgcv's default
     if k < 3:
         raise ValueError(f"smooth term {shown}: k = {k} is too small; a cubic regression spline needs k >= 3")
-    bs = args.get("bs", "cr")
+    bs = args.get("bs", "tp")
     if not isinstance(bs, str):
         raise ValueError(f"smooth term {shown}: bs must be a string such as \"cr\"")
     if bs not in _BASES:
@@ -265,6 +267,103 @@ class CubicRegressionSpline:
         return X
 
 
+class ThinPlateSpline:
+    """mgcv's thin plate regression spline (``bs = "tp"``, the default) of one covariate.
+
+    The thin plate spline of order ``m = 2`` in one dimension puts a function
+    ``eta(r) = r^3 / 12`` at each unique value ``x_j`` of the (centred)
+    covariate, plus the null space ``{1, x}`` of its penalty. Its wiggliness
+    is ``delta' E delta`` with ``E_ij = eta(|x_i - x_j|)`` and the constraint
+    ``T' delta = 0``. mgcv truncates it (Wood 2003; its C routine
+    ``tprs_setup``): ``E = U D U'`` restricted to the ``k`` eigenvalues of
+    largest magnitude (in decreasing order), the constraint ``T' U_k delta_k = 0`` absorbed by a
+    Householder factorisation ``T' U_k Q = [0, B]`` (the first ``k - 2``
+    columns of ``Q``, ``Z``), so that
+
+    .. math:: X = [U_k D_k Z,\\; T], \\qquad S = \\operatorname{blockdiag}(Z' D_k Z, 0),
+
+    and every column is scaled to a root mean square of 1 over the data.
+    New ``x`` get ``eta(|x - x_j|) U_k Z`` and ``T(x)``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``k`` unique values of ``x``.
+    NotImplementedError
+        More than 2000 unique values (mgcv then draws 2000 knots at random).
+    """
+
+    max_knots = 2000
+
+    def __init__(self, x, k: int = 10, name: str = "x"):
+        x = np.asarray(x, dtype=float)
+        self.k = int(k)
+        self.shift = float(x.mean())
+        xu = np.unique(x - self.shift)
+        if len(xu) < k:
+            raise ValueError(f"{name} has fewer unique values ({len(xu)}) than k = {k}: reduce k")
+        if len(xu) > self.max_knots:
+            raise NotImplementedError(
+                f"{name} has {len(xu)} unique values; mgcv's thin plate basis then uses {self.max_knots} "
+                "knots drawn at random, which mmbook does not reproduce: use bs = \"cr\"")
+        self.xu = xu
+        E = np.abs(xu[:, None] - xu[None, :]) ** 3 / 12.0
+        T = np.column_stack([np.ones(len(xu)), xu])
+        self.M = T.shape[1]
+        if len(xu) == k:  # as many unique values as k: mgcv skips the eigen step ("pure knot")
+            U, ED = np.eye(k), E
+        else:
+            d, U = np.linalg.eigh(E)
+            top = np.argsort(-np.abs(d), kind="stable")[:k]   # the k eigenvalues largest in magnitude,
+            order = top[np.argsort(-d[top], kind="stable")]      # in decreasing order (mgcv's Lanczos)
+            d, U = d[order], U[:, order]
+            ED = np.diag(d)
+        Z = _householder_qt(T.T @ U)[:, :k - self.M]  # T'U Q = [0, B]: Z spans the constraint's null space
+        self._UZ = U @ Z                               # maps eta(|x - x_j|) to the penalized columns
+        Xdata = self._raw(x)
+        self.w = np.sqrt(np.mean(Xdata ** 2, axis=0))  # mgcv's rescaling: columns of rms 1
+        S = np.zeros((k, k))
+        S[:k - self.M, :k - self.M] = Z.T @ ED @ Z
+        S = S / np.outer(self.w, self.w)
+        self.S = (S + S.T) / 2.0
+
+    def _raw(self, x) -> np.ndarray:
+        xc = np.asarray(x, dtype=float) - self.shift
+        G = np.abs(xc[:, None] - self.xu[None, :]) ** 3 / 12.0
+        return np.column_stack([G @ self._UZ, np.ones(len(xc)), xc])
+
+    def basis(self, x) -> np.ndarray:
+        """The basis at ``x``: shape ``(len(x), k)``."""
+        return self._raw(x) / self.w[None, :]
+
+
+def _householder_qt(A: np.ndarray) -> np.ndarray:
+    """``Q`` of mgcv's ``QT``: Householder reflections from the right with ``A Q = [0, B]``.
+
+    Row ``i`` of ``A`` (``M x k``) is rotated into its element ``k - i - 1``,
+    with mgcv's sign convention; ``Q = H_1 H_2 ...`` is returned in full.
+    """
+    A = np.array(A, dtype=float)
+    M, k = A.shape
+    Q = np.eye(k)
+    for i in range(M):
+        p = A[i, :k - i].copy()
+        m = np.abs(p).max()
+        if m > 0:
+            p = p / m
+        lsq = np.sqrt(p @ p)
+        if p[-1] < 0:
+            lsq = -lsq
+        p[-1] += lsq
+        g = 1.0 / (lsq * p[-1]) if lsq else 0.0
+        u = np.zeros(k)
+        u[:k - i] = p
+        A[i + 1:] -= g * np.outer(A[i + 1:] @ u, u)
+        Q -= g * np.outer(Q @ u, u)
+        A[i, :k - i] = 0.0
+    return Q
+
+
 # ------------------------------------------------------------------------- mixed-model form
 @dataclass
 class MixedSmooth:
@@ -291,7 +390,7 @@ class MixedSmooth:
     """
 
     spec: SmoothSpec
-    spline: CubicRegressionSpline
+    spline: "CubicRegressionSpline | ThinPlateSpline"
     S_scale: float
     Q: np.ndarray
     U_fixed: np.ndarray
@@ -310,7 +409,7 @@ class MixedSmooth:
         x = np.asarray(x, dtype=float)
         if not np.all(np.isfinite(x)):
             raise ValueError(f"the covariate of {spec.text} has infinite values")
-        spline = CubicRegressionSpline(x, spec.k, name=spec.variable)
+        spline = (CubicRegressionSpline if spec.bs == "cr" else ThinPlateSpline)(x, spec.k, name=spec.variable)
         B = spline.basis(x)
         # mgcv's scale.penalty: S / (||S||_1 / ||B||_inf^2)
         S_scale = float(np.abs(spline.S).sum(axis=0).max() / np.abs(B).sum(axis=1).max() ** 2)
@@ -323,7 +422,7 @@ class MixedSmooth:
         d, U = np.linalg.eigh((Sc + Sc.T) / 2.0)
         order = np.argsort(d)[::-1]
         d, U = d[order], U[:, order]
-        rank = spec.k - 2  # cr: null space of S is {1, x}; the constraint removes the constant
+        rank = spec.k - 2  # null space of S: {1, x} (cr and tp); the constraint removes the constant
         u0 = U[:, rank:]
         # sign: the fixed column increases with x (mgcv's sign is LAPACK's choice)
         f0 = B @ (Q @ u0[:, 0])

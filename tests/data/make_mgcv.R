@@ -63,11 +63,12 @@ smooth_values <- function(b, newdata = NULL) {
   lapply(as.data.frame(tt), unname)
 }
 add_fit <- function(name, data, formula, gam_formula, gamm_formula = NULL, random = NULL,
-                    method = "REML", newdata = NULL, re_smooths = character(0)) {
+                    method = "REML", newdata = NULL, re_smooths = character(0), note_formula = NULL) {
   b <- gam(as.formula(gam_formula), data = data, method = method)
   sm_labels <- sapply(b$smooth, function(s) s$label)
   keep <- !(sm_labels %in% re_smooths)
-  res <- list(name = name, data = name_of_data, formula = formula, gam_call = gam_formula,
+  res <- list(name = name, data = name_of_data, formula = if (is.null(note_formula)) formula else note_formula,
+              gam_call = gam_formula,
               REML = (method == "REML"),
               criterion = 2 * b$gcv.ubre[[1]],
               sp = as.list(b$sp), edf = edf_by_smooth(b), sig2 = b$sig2,
@@ -115,6 +116,36 @@ add_fit("sleep_ri_k10", ss, "Reaction ~ s(Days, k = 10, bs = 'cr') + (1 | Subjec
         "Reaction ~ s(Days, k = 10, bs = 'cr') + s(Subject, bs = 're')",
         "Reaction ~ s(Days, k = 10, bs = 'cr')", random = list(Subject = ~1), re_smooths = "s(Subject)")
 
+# the thin plate regression spline, mgcv's default basis (bs = "tp"), k = 10 unless given
+name_of_data <- "gam1"
+add_fit("tp_single", d, "y ~ s(x2)", "y ~ s(x2)", "y ~ s(x2)", newdata = nd)
+add_fit("tp_single_ML", d, "y ~ s(x2)", "y ~ s(x2)", "y ~ s(x2)", method = "ML")
+add_fit("tp_several", d, "y ~ x3 + s(x0) + s(x1, k = 8) + s(x2, k = 12)",
+        "y ~ x3 + s(x0) + s(x1, k = 8) + s(x2, k = 12)", "y ~ x3 + s(x0) + s(x1, k = 8) + s(x2, k = 12)",
+        newdata = nd)
+add_fit("tp_with_group", d, "yg ~ s(x2) + (1 | g)", "yg ~ s(x2) + s(g, bs = 're')", "yg ~ s(x2)",
+        random = list(g = ~1), re_smooths = "s(g)")
+add_fit("tp_mixed_bases", d, "y ~ s(x0, bs = 'cr') + s(x2)", "y ~ s(x0, bs = 'cr') + s(x2)",
+        "y ~ s(x0, bs = 'cr') + s(x2)")
+name_of_data <- "sleepstudy"
+add_fit("tp_sleep_k5", ss, "Reaction ~ s(Days, k = 5) + (1 | Subject)",
+        "Reaction ~ s(Days, k = 5) + s(Subject, bs = 're')", "Reaction ~ s(Days, k = 5)",
+        random = list(Subject = ~1), re_smooths = "s(Subject)")
+add_fit("tp_sleep_k10", ss, "Reaction ~ s(Days, k = 10) + (Days | Subject)",
+        "Reaction ~ s(Days, k = 10) + s(Subject, bs = 're') + s(Days, Subject, bs = 're')", NULL,
+        re_smooths = c("s(Subject)", "s(Days,Subject)"),
+        note_formula = "Reaction ~ s(Days, k = 10) + (1 | Subject) + (0 + Days | Subject)")
+# the tp basis: invariants of the basis and penalty (the basis itself is defined up to a rotation)
+tp_basis <- list()
+for (v in c("x2", "x0")) {
+  sm <- smoothCon(s(x, k = 10), data = data.frame(x = d[[v]]), absorb.cons = FALSE, scale.penalty = FALSE)[[1]]
+  XtX <- crossprod(sm$X)
+  ev <- eigen(solve(XtX, sm$S[[1]]), only.values = TRUE)$values
+  tp_basis[[v]] <- list(variable = v, k = 10, shift = sm$shift,
+                        gen_eigen = sort(Re(ev), decreasing = TRUE),
+                        colrms = unname(sqrt(colMeans(sm$X^2))))
+}
+
 # a random slope as well: gamm only (gam's s(Days, Subject, bs = "re") is uncorrelated)
 g <- gamm(Reaction ~ s(Days, k = 5, bs = "cr"), random = list(Subject = ~Days), data = ss, method = "REML")
 sleep_slope <- list(name = "sleep_slope", data = "sleepstudy",
@@ -126,5 +157,5 @@ sleep_slope <- list(name = "sleep_slope", data = "sleepstudy",
 
 out <- list(source = paste0(R.version.string, ", mgcv ", packageVersion("mgcv"), ", nlme ",
                             packageVersion("nlme"), "; tests/data/make_mgcv.R"),
-            basis = basis, fits = fits, sleep_slope = sleep_slope)
+            basis = basis, tp_basis = tp_basis, fits = fits, sleep_slope = sleep_slope)
 writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "mmbook/reference/mgcv_smooths.json")
