@@ -68,6 +68,8 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
     control = check_control(control)
     pls = PLS(mf, REML=REML)
     theta0 = pls.moment_start() if start is None else np.asarray(start, dtype=float)
+    if start is not None and getattr(pls, "residual", None) is not None and theta0.size == pls.theta0.size - 1:
+        theta0 = np.append(theta0, pls.theta0[-1])  # lme4's theta: the correlation parameter starts at 0
     if theta0.shape != pls.theta0.shape:
         raise ValueError(f"start must have {len(pls.theta0)} values (theta), got {theta0.size}")
     opt = minimize_theta(pls.objective, theta0, pls.lower, grad_step=control.grad_step,
