@@ -209,8 +209,6 @@ def test_thin_plate_basis_matches_mgcv(var):
 
 
 def test_thin_plate_limits():
-    with pytest.raises(NotImplementedError, match="2000"):
-        ThinPlateSpline(np.arange(2500.0), 10)
     with pytest.raises(ValueError, match="fewer unique values"):
         ThinPlateSpline(np.arange(5.0), 10)
     # as many unique values as k: mgcv's "pure knot" basis, no eigen step
@@ -342,3 +340,29 @@ def test_profile_interval_of_the_smooth_sd():
         r = optimize.minimize_scalar(lambda ls: dev(v, ls), bracket=(np.log(ml.sigma) - 0.1, np.log(ml.sigma) + 0.1))
         assert r.fun - ml.objective == pytest.approx(sla.norm([1.959963984540054]) ** 2, abs=2e-3)
     assert sd > 0
+
+
+def test_thin_plate_random_knots_as_mgcv():
+    """More than 2000 unique values: mgcv's 2000 knots drawn with R's set.seed(1), and its fit."""
+    r = REF["tp_large"]
+    i = np.arange(1, 2601)
+    d = pd.DataFrame({"x": np.mod(i * 0.6180339887, 1.0)})
+    d["y"] = np.sin(2 * np.pi * d["x"]) + 0.5 * np.sin(997 * i)
+    tp = ThinPlateSpline(d["x"], 10)
+    np.testing.assert_allclose(tp.xu[:25], r["knots_head"], rtol=0, atol=1e-15)
+    assert tp.xu.sum() == pytest.approx(r["knots_sum"], abs=1e-9)
+    X, Xr = tp.basis(d["x"])[:20], np.array(r["X_head"])
+    signs = np.sign((X * Xr).sum(axis=0))  # the basis is mgcv's up to the signs of its columns
+    np.testing.assert_allclose(X * signs, Xr, rtol=0, atol=1e-9)
+    Xall = tp.basis(d["x"])
+    ev = np.sort(np.linalg.eigvals(np.linalg.solve(Xall.T @ Xall, tp.S)).real)[::-1]
+    np.testing.assert_allclose(ev, r["gen_eigen"], rtol=1e-8, atol=1e-8 * max(r["gen_eigen"]))
+    fit = mmbook.lmer("y ~ s(x)", d)
+    assert fit.objective == pytest.approx(r["criterion"], rel=1e-8)
+    assert fit.smooths.loc["s(x)", "lambda"] == pytest.approx(r["sp"], rel=5e-3)
+    assert fit.smooths.loc["s(x)", "edf"] == pytest.approx(r["edf"], abs=2e-4)
+
+
+def test_r_sample_matches_r():
+    """R's set.seed(1); sample(1:3000, 6), stored by make_mgcv.R (the draw behind mgcv's knots)."""
+    assert list(mmbook.RRandom(1).sample(3000, 6)) == REF["tp_large"]["r_sample"]

@@ -285,12 +285,14 @@ class ThinPlateSpline:
     and every column is scaled to a root mean square of 1 over the data.
     New ``x`` get ``eta(|x - x_j|) U_k Z`` and ``T(x)``.
 
+    With more than 2000 unique values mgcv puts the functions at 2000 of
+    them drawn at random with R's ``set.seed(1)``; mmbook draws the same
+    ones with R's generator (:meth:`mmbook.RRandom.sample`).
+
     Raises
     ------
     ValueError
         Fewer than ``k`` unique values of ``x``.
-    NotImplementedError
-        More than 2000 unique values (mgcv then draws 2000 knots at random).
     """
 
     max_knots = 2000
@@ -302,10 +304,10 @@ class ThinPlateSpline:
         xu = np.unique(x - self.shift)
         if len(xu) < k:
             raise ValueError(f"{name} has fewer unique values ({len(xu)}) than k = {k}: reduce k")
-        if len(xu) > self.max_knots:
-            raise NotImplementedError(
-                f"{name} has {len(xu)} unique values; mgcv's thin plate basis then uses {self.max_knots} "
-                "knots drawn at random, which mmbook does not reproduce: use bs = \"cr\"")
+        if len(xu) > self.max_knots:  # mgcv: 2000 of the sorted unique values, set.seed(1); sample(...)
+            from ..rcompat.rng import RRandom
+
+            xu = np.sort(xu[RRandom(1).sample(len(xu), self.max_knots) - 1])
         self.xu = xu
         E = np.abs(xu[:, None] - xu[None, :]) ** 3 / 12.0
         T = np.column_stack([np.ones(len(xu)), xu])
@@ -313,7 +315,7 @@ class ThinPlateSpline:
         if len(xu) == k:  # as many unique values as k: mgcv skips the eigen step ("pure knot")
             U, ED = np.eye(k), E
         else:
-            d, U = np.linalg.eigh(E)
+            d, U = _extreme_eigh(E, k)
             top = np.argsort(-np.abs(d), kind="stable")[:k]   # the k eigenvalues largest in magnitude,
             order = top[np.argsort(-d[top], kind="stable")]      # in decreasing order (mgcv's Lanczos)
             d, U = d[order], U[:, order]
@@ -329,12 +331,33 @@ class ThinPlateSpline:
 
     def _raw(self, x) -> np.ndarray:
         xc = np.asarray(x, dtype=float) - self.shift
-        G = np.abs(xc[:, None] - self.xu[None, :]) ** 3 / 12.0
-        return np.column_stack([G @ self._UZ, np.ones(len(xc)), xc])
+        out = np.empty((len(xc), self.k))
+        step = max(1, 2_000_000 // max(len(self.xu), 1))  # eta(|x - x_j|) a block of rows at a time
+        for i in range(0, len(xc), step):
+            G = np.abs(xc[i:i + step, None] - self.xu[None, :]) ** 3 / 12.0
+            out[i:i + step, :self.k - self.M] = G @ self._UZ
+        out[:, self.k - self.M] = 1.0
+        out[:, self.k - self.M + 1] = xc
+        return out
 
     def basis(self, x) -> np.ndarray:
         """The basis at ``x``: shape ``(len(x), k)``."""
         return self._raw(x) / self.w[None, :]
+
+
+def _extreme_eigh(E: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the symmetric ``E`` among which are its ``k`` eigenvalues largest in magnitude.
+
+    All of them for a small matrix; for a large one only the ``k`` largest
+    and ``k`` smallest (LAPACK's ``syevr`` on index ranges), as a thin plate
+    basis needs.
+    """
+    n = len(E)
+    if n <= 4 * k or n <= 200:
+        return np.linalg.eigh(E)
+    lo_d, lo_U = sla.eigh(E, subset_by_index=[0, k - 1], driver="evr")
+    hi_d, hi_U = sla.eigh(E, subset_by_index=[n - k, n - 1], driver="evr")
+    return np.concatenate([lo_d, hi_d]), np.column_stack([lo_U, hi_U])
 
 
 def _householder_qt(A: np.ndarray) -> np.ndarray:

@@ -73,8 +73,8 @@ add_fit <- function(name, data, formula, gam_formula, gamm_formula = NULL, rando
               criterion = 2 * b$gcv.ubre[[1]],
               sp = as.list(b$sp), edf = edf_by_smooth(b), sig2 = b$sig2,
               coefficients_parametric = as.list(coef(b)[seq_len(b$nsdf)]),
-              fitted = unname(fitted(b)),
-              smooth_values = smooth_values(b)[sm_labels[keep]],
+              fitted = signif(unname(fitted(b)), 10),  # 10 digits: compared to 1e-4 of sd(y)
+              smooth_values = lapply(smooth_values(b)[sm_labels[keep]], signif, 10),
               converged = b$outer.info$conv)
   if (!is.null(newdata)) {
     res$newdata <- newdata
@@ -146,6 +146,21 @@ for (v in c("x2", "x0")) {
                         colrms = unname(sqrt(colMeans(sm$X^2))))
 }
 
+# more than 2000 unique values: mgcv's tp basis puts its functions at 2000 of them drawn with
+# set.seed(1); the data are deterministic (no RNG), so the test rebuilds them exactly
+i <- 1:2600
+big <- data.frame(x = (i * 0.6180339887) %% 1)
+big$y <- sin(2 * pi * big$x) + 0.5 * sin(997 * i)
+smb <- smoothCon(s(x, k = 10), data = big, absorb.cons = FALSE, scale.penalty = FALSE)[[1]]
+evb <- eigen(solve(crossprod(smb$X), smb$S[[1]]), only.values = TRUE)$values
+bb <- gam(y ~ s(x), data = big, method = "REML")
+tp_large <- list(data = "x = (i * 0.6180339887) %% 1, y = sin(2 pi x) + 0.5 sin(997 i), i = 1..2600",
+                 knots_head = head(sort(smb$Xu[, 1]), 25), knots_sum = sum(smb$Xu[, 1]),
+                 X_head = unname(smb$X[1:20, ]),
+                 gen_eigen = sort(Re(evb), decreasing = TRUE),
+                 criterion = 2 * bb$gcv.ubre[[1]], sp = bb$sp[[1]], edf = sum(bb$edf[-1]),
+                 r_sample = {set.seed(1); sample(1:3000, 6)})
+
 # a random slope as well: gamm only (gam's s(Days, Subject, bs = "re") is uncorrelated)
 g <- gamm(Reaction ~ s(Days, k = 5, bs = "cr"), random = list(Subject = ~Days), data = ss, method = "REML")
 sleep_slope <- list(name = "sleep_slope", data = "sleepstudy",
@@ -157,5 +172,5 @@ sleep_slope <- list(name = "sleep_slope", data = "sleepstudy",
 
 out <- list(source = paste0(R.version.string, ", mgcv ", packageVersion("mgcv"), ", nlme ",
                             packageVersion("nlme"), "; tests/data/make_mgcv.R"),
-            basis = basis, tp_basis = tp_basis, fits = fits, sleep_slope = sleep_slope)
+            basis = basis, tp_basis = tp_basis, tp_large = tp_large, fits = fits, sleep_slope = sleep_slope)
 writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = FALSE), "mmbook/reference/mgcv_smooths.json")
