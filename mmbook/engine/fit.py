@@ -1,6 +1,6 @@
 """The fit object: a fitted linear mixed model and everything computed from it.
 
-:class:`LmerFit` holds the model frame, the criterion (:class:`PLS`), the
+:class:`LmerFit` holds the model frame, the criterion (:class:`ConditionedPLS`), the
 optimizer's result and the settings it was made with; estimates follow
 lme4's extractor functions under their names (``fixef``, ``vcov``,
 ``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``) and
@@ -22,7 +22,8 @@ from .control import LmerControl
 from .design import ModelFrame
 from .intervals import confint
 from .optimize import OptimizeResult
-from .pls import PLS, PLSSolution
+from .conditioning import ConditionedPLS
+from .pls import PLSSolution
 from .predict import predict, simulate
 from .report import summary_html, summary_text
 from .stages import refit_ml
@@ -51,11 +52,12 @@ class LmerFit:
     """
 
     mf: ModelFrame
-    pls: PLS
+    pls: ConditionedPLS
     opt: OptimizeResult
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
     messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
+    convergence: object = None  # mmbook.engine.convergence.Convergence: the checks' figures
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -120,8 +122,7 @@ class LmerFit:
         """ML deviance ``-2 log L`` at the estimates (for a REML fit: at the REML estimates)."""
         if not self.REML:
             return self.objective
-        ml = PLS(self.mf, REML=False)
-        return ml.objective(self.opt.theta)
+        return self.pls.with_REML(False).objective(self.opt.theta)
 
     # ------------------------------------------------ the model's matrices
     @property
@@ -175,9 +176,16 @@ class LmerFit:
 
     @property
     def is_singular(self) -> bool:
-        """True when a diagonal element of some ``T`` is (near) zero: lme4's ``isSingular``."""
+        """True when a random-effects covariance matrix is (nearly) singular: lme4's ``isSingular``.
+
+        lme4 tests ``theta``'s diagonal against ``tol = 1e-4`` in the data's
+        units, so rescaling a covariate can flip its answer. mmbook tests the
+        diagonal of the conditioned factor (centred, unit-scale columns; see
+        :mod:`mmbook.engine.conditioning`) against ``control.singular_tol``:
+        the same exact zeros, and an answer that does not depend on units.
+        """
         lower = self.pls.lower
-        return bool(np.any(self.opt.theta[lower == 0] < self.control.singular_tol))
+        return bool(np.any(self.opt.par[lower == 0] < self.control.singular_tol))
 
     # ----------------------------------------------------------- fixed part
     @property

@@ -78,7 +78,7 @@ def _wald(fit, level):
 def _profile_intervals(fit, level: float) -> np.ndarray:
     """Profile-likelihood intervals on the ML deviance (what lme4's ``confint`` does, REML fits included)."""
     mfit = fit.refit_ml() if fit.REML else fit
-    pls = PLS(mfit.mf, REML=False)
+    pls = mfit.pls  # an ML fit: its predictor gives the ML deviance, computed in the conditioned units
     n = mfit.nobs
     zcrit = stats.norm.ppf(0.5 + level / 2)
     dev_min = mfit.objective

@@ -1,0 +1,300 @@
+"""A well-conditioned parameterisation of the same model, and the exact map back.
+
+The profiled criterion depends on the units of the data only through
+constants, but an optimizer does not: with ``Days`` in microseconds the
+relative covariance factor has entries of ``1e-7`` and ``1e5`` side by side,
+and a covariate near ``1e6`` makes ``X'X`` and ``Z'Z`` lose twelve of their
+sixteen digits to cancellation. mmbook therefore fits an *equivalent* model
+in centred and scaled columns and maps the result back, exactly.
+
+For every random-effects term, ``z~ = z S`` with ``S`` invertible (``q x q``):
+a constant column ``a`` becomes 1, each other column is centred on the
+term's constant column, when it has one, and divided by its standard
+deviation (its root mean square when it cannot be centred). Likewise
+``X~ = X G``, and ``y~ = (y - c_y) / s_y`` (centred only when the constant
+is in the column space of ``X``). The model is unchanged:
+
+.. math::
+
+    b = s_y S \\tilde b, \\qquad \\Psi = S \\tilde\\Psi S', \\qquad
+    T T' = S \\tilde T \\tilde T' S', \\qquad
+    \\beta = s_y G \\tilde\\beta + c_y w \\quad (X w = 1),
+
+so ``T`` is the lower-triangular factor of the LQ decomposition of
+``S T~`` (``S T~ = T Q``, ``Q`` orthogonal: no squaring of the condition
+number), and the spherical random effects map by ``u = s_y Q u~``. The
+criteria differ by constants (``|I + Z Lambda Lambda' Z'|`` is the same in
+both parameterisations, ``pwrss = s_y^2 pwrss~`` and
+``R_X R_X' = G^{-T} R~_X R~_X' G^{-1}``):
+
+.. math::
+
+    -2\\ell(\\theta) = -2\\tilde\\ell(\\tilde\\theta) + 2 d \\log s_y
+        - [\\text{REML}]\\, 2 \\log|\\det G|,
+    \\qquad d = n - p \\text{ (REML) or } n \\text{ (ML)}.
+
+The same constants give the closed-form invariances the tests check:
+scaling a column of ``X`` by ``c`` adds ``2 log|c|`` to the REML criterion
+and nothing to the ML deviance; scaling ``y`` by ``c`` adds
+``2 d log|c|``.
+
+:class:`ConditionedPLS` is the predictor every fit uses: the optimizer works
+on ``theta~`` (:meth:`ConditionedPLS.objective_par`), and every other method
+takes and returns the original units, so the fit object, intervals and
+tests see lme4's ``theta`` while the numbers are computed where they are
+accurate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .design import ModelFrame
+from .pls import PLS, PLSSolution
+
+__all__ = ["Conditioning", "ConditionedPLS", "lq_lower"]
+
+
+def lq_lower(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``M = L Q`` with ``L`` lower triangular (non-negative diagonal) and ``Q`` orthogonal.
+
+    Computed from the QR decomposition of ``M'`` (Householder: backward
+    stable, so ``L`` is accurate even when ``M M'`` is ill-conditioned).
+    """
+    M = np.asarray(M, dtype=float)
+    if M.shape == (1, 1):
+        return np.abs(M), np.sign(M) + (M == 0)
+    if np.array_equal(M, np.tril(M)):  # already lower triangular: exact
+        d = np.where(np.diag(M) < 0, -1.0, 1.0)
+        return M * d[None, :], np.diag(d)
+    Qt, R = np.linalg.qr(M.T)
+    d = np.where(np.diag(R) < 0, -1.0, 1.0)
+    return R.T * d[None, :], (Qt * d[None, :]).T
+
+
+def _column_map(M: np.ndarray, centre: bool = True) -> tuple[np.ndarray, int | None]:
+    """``S`` with ``M S`` centred (on a constant column, if any) and scaled; and that column's index."""
+    k = M.shape[1]
+    S = np.eye(k)
+    if M.shape[0] == 0 or k == 0:
+        return S, None
+    first = M[0]
+    const = np.all(M == first[None, :], axis=0) & (first != 0)
+    k0 = int(np.flatnonzero(const)[0]) if centre and const.any() else None
+    for j in range(k):
+        col = M[:, j]
+        if const[j]:
+            S[j, j] = 1.0 / abs(first[j])
+            continue
+        if k0 is not None:
+            m = float(col.mean())
+            sd = float(np.sqrt(np.mean((col - m) ** 2)))
+            if sd > 0 and np.isfinite(sd):
+                S[j, j] = 1.0 / sd
+                S[k0, j] = -m / (first[k0] * sd)
+                continue
+        rms = float(np.sqrt(np.mean(col ** 2)))
+        if rms > 0 and np.isfinite(rms):
+            S[j, j] = 1.0 / rms
+    return S, k0
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The column maps from the original model to its well-conditioned equivalent.
+
+    Attributes
+    ----------
+    S : tuple of ndarray
+        Per random-effects term, ``z~ = z S`` (``q x q``).
+    G : ndarray, shape (p, p)
+        ``X~ = X G``.
+    w : ndarray, shape (p,)
+        ``X w = 1`` (zeros when the constant is not in the column space of ``X``).
+    c_y, s_y : float
+        ``y~ = (y - c_y) / s_y``.
+    """
+
+    S: tuple
+    G: np.ndarray
+    w: np.ndarray
+    c_y: float
+    s_y: float
+
+    @classmethod
+    def of(cls, mf: ModelFrame, enabled: bool = True) -> "Conditioning":
+        """The conditioning of a model frame (the identity when ``enabled`` is False)."""
+        p = mf.p
+        if not enabled:
+            return cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
+        S = tuple(_column_map(t.z)[0] for t in mf.terms)
+        G, k0 = _column_map(mf.X)
+        w = np.zeros(p)
+        y = mf.y
+        if k0 is not None:
+            w[k0] = 1.0 / mf.X[0, k0]
+            c_y = float(np.mean(y))
+            s_y = float(np.sqrt(np.mean((y - c_y) ** 2)))
+        else:
+            c_y = 0.0
+            s_y = float(np.sqrt(np.mean(y ** 2))) if len(y) else 1.0
+        if not (s_y > 0 and np.isfinite(s_y)):
+            s_y = 1.0
+        return cls(S=S, G=G, w=w, c_y=c_y, s_y=s_y)
+
+    @property
+    def log_abs_det_G(self) -> float:
+        return float(np.linalg.slogdet(self.G)[1]) if len(self.G) else 0.0
+
+    def frame(self, mf: ModelFrame) -> ModelFrame:
+        """The conditioned model frame: ``y~``, ``X~`` and terms with ``z~`` (other fields shared)."""
+        terms = [replace(t, z=np.ascontiguousarray(t.z @ S)) for t, S in zip(mf.terms, self.S)]
+        return replace(mf, y=(mf.y - self.c_y) / self.s_y, X=np.ascontiguousarray(mf.X @ self.G), terms=terms)
+
+    def offset(self, n: int, p: int, REML: bool) -> float:
+        """Original criterion minus the conditioned one (a constant)."""
+        dof = n - p if REML else n
+        out = 2.0 * dof * np.log(self.s_y)
+        if REML:
+            out -= 2.0 * self.log_abs_det_G
+        return float(out)
+
+
+class ConditionedPLS:
+    """The predictor of :class:`~mmbook.engine.pls.PLS`, computed in a well-conditioned parameterisation.
+
+    Every method takes and returns the original units (``theta`` of lme4,
+    ``beta`` and ``b`` on the data's scale), and agrees with ``PLS(mf)``
+    wherever that one is accurate. The optimizer works on the conditioned
+    parameters through :meth:`objective_par`; :meth:`theta_of` and
+    :meth:`par_of` map between the two (per term, ``T = LQ(S T~)``).
+
+    Parameters
+    ----------
+    mf : ModelFrame
+    REML : bool
+    condition : bool
+        False: the identity map (the raw parameterisation, as lme4's).
+    """
+
+    def __init__(self, mf: ModelFrame, REML: bool = True, condition: bool = True, _cond=None):
+        self.mf = mf
+        self.cond = Conditioning.of(mf, condition) if _cond is None else _cond
+        self.inner = PLS(self.cond.frame(mf), REML=REML)
+        self.terms = mf.terms
+        self.n, self.p = mf.n, mf.p
+        self.X, self.y = mf.X, mf.y
+        self.theta_offsets = self.inner.theta_offsets
+        self.lower = self.inner.lower
+        self.theta0 = self.inner.theta0
+        self.offset = self.cond.offset(self.n, self.p, REML)
+        self._cache: dict = {}
+
+    @property
+    def REML(self) -> bool:
+        return self.inner.REML
+
+    @property
+    def response(self):
+        return self.inner.response
+
+    def with_REML(self, REML: bool) -> "ConditionedPLS":
+        """The same predictor with the other criterion (REML or ML deviance)."""
+        return ConditionedPLS(self.mf, REML=REML, _cond=self.cond)
+
+    # ------------------------------------------------------------ the maps
+    def theta_of(self, par: np.ndarray) -> np.ndarray:
+        """``theta`` (original units) of conditioned parameters ``par``."""
+        par = np.asarray(par, dtype=float)
+        theta = np.empty_like(par)
+        o = self.theta_offsets
+        for k, (t, S) in enumerate(zip(self.terms, self.cond.S)):
+            T, _ = lq_lower(S @ t.T(par[o[k]:o[k + 1]]))
+            theta[o[k]:o[k + 1]] = _tril(T)
+        self._remember(theta, par)
+        return theta
+
+    def par_of(self, theta: np.ndarray) -> np.ndarray:
+        """Conditioned parameters of ``theta`` (original units)."""
+        theta = np.asarray(theta, dtype=float)
+        hit = self._cache.get(theta.tobytes())
+        if hit is not None:
+            return hit.copy()
+        par = np.empty_like(theta)
+        o = self.theta_offsets
+        for k, (t, S) in enumerate(zip(self.terms, self.cond.S)):
+            Tt, _ = lq_lower(np.linalg.solve(S, t.T(theta[o[k]:o[k + 1]])))
+            par[o[k]:o[k + 1]] = _tril(Tt)
+        return par
+
+    def _remember(self, theta, par):
+        # theta_of(par) followed by par_of(theta) returns par exactly (the fit's estimates)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[theta.tobytes()] = par.copy()
+
+    def start_par(self) -> np.ndarray:
+        """Conditioned starting parameters (:meth:`PLS.moment_start` of the conditioned model)."""
+        return self.inner.moment_start()
+
+    def moment_start(self) -> np.ndarray:
+        return self.theta_of(self.start_par())
+
+    def is_singular(self, theta: np.ndarray, tol: float) -> bool:
+        """A diagonal element of some ``T~`` below ``tol`` (decided in the conditioned parameterisation)."""
+        return bool(np.any(self.par_of(theta)[self.lower == 0] < tol))
+
+    # ---------------------------------------------------------- criterion
+    def objective_par(self, par: np.ndarray) -> float:
+        """The criterion at conditioned parameters, in the conditioned units (the optimizer's function)."""
+        return self.inner.objective(par)
+
+    def objective(self, theta: np.ndarray) -> float:
+        """Profiled REML criterion or ML deviance at ``theta``, original units."""
+        return self.inner.objective(self.par_of(theta)) + self.offset
+
+    def T(self, k: int, theta: np.ndarray) -> np.ndarray:
+        o = self.theta_offsets
+        return self.terms[k].T(np.asarray(theta, dtype=float)[o[k]:o[k + 1]])
+
+    def reweight(self, sqrtw=None, y=None) -> "ConditionedPLS":
+        """:meth:`PLS.reweight` with ``y`` in the original units."""
+        if y is not None:
+            self.y = np.asarray(y, dtype=float)
+            y = (self.y - self.cond.c_y) / self.cond.s_y
+        self.inner.reweight(sqrtw, y)
+        return self
+
+    # ------------------------------------------------------------ solution
+    def solve(self, theta: np.ndarray) -> PLSSolution:
+        """:meth:`PLS.solve` at ``theta``, every piece in the original units."""
+        theta = np.asarray(theta, dtype=float)
+        par = self.par_of(theta)
+        s = self.inner.solve(par)
+        c = self.cond
+        beta = c.s_y * (c.G @ s.beta) + c.c_y * c.w
+        u, gamma = [], []
+        o = self.theta_offsets
+        for k, (t, S) in enumerate(zip(self.terms, c.S)):
+            _, Q = lq_lower(S @ t.T(par[o[k]:o[k + 1]]))
+            u.append(c.s_y * (s.u[k] @ Q.T))
+            gamma.append(c.s_y * (s.gamma[k] @ S.T))
+        if self.p:
+            RX, _ = lq_lower(np.linalg.solve(c.G.T, s.RX))
+        else:
+            RX = s.RX
+        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=c.s_y ** 2 * s.pwrss,
+                           logdet_L=s.logdet_L, logdet_RX=s.logdet_RX - 2.0 * c.log_abs_det_G, RX=RX)
+
+    def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
+        """:meth:`PLS.condvar` at ``theta`` in the original units: ``S V~ S'`` per level."""
+        V = self.inner.condvar(self.par_of(theta))
+        return [np.matmul(np.matmul(S[None], v), S.T[None]) for S, v in zip(self.cond.S, V)]
+
+
+def _tril(T: np.ndarray) -> np.ndarray:
+    """The lower triangle of ``T`` in column-major order (lme4's ``theta`` order)."""
+    cols, rows = np.triu_indices(len(T))
+    return T[rows, cols]
