@@ -29,6 +29,7 @@ _EXPORTS = {
     "lmer": "mmbook.engine.pipeline",
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
+    "all_fit": "mmbook.engine.allfit",
     "anova": "mmbook.engine.lrt",
     "confint": "mmbook.engine.intervals",
     "bootstrap": "mmbook.engine.bootstrap",

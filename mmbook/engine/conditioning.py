@@ -248,12 +248,24 @@ class ConditionedPLS:
 
     # ---------------------------------------------------------- criterion
     def objective_par(self, par: np.ndarray) -> float:
-        """The criterion at conditioned parameters, in the conditioned units (the optimizer's function)."""
-        return self.inner.objective(par)
+        """The criterion at conditioned parameters, in the conditioned units (the optimizer's function).
+
+        ``inf`` where it is not defined (a factor that is not positive
+        definite; non-finite parameters), without numpy's warnings.
+        """
+        par = np.asarray(par, dtype=float)
+        if not np.all(np.isfinite(par)):
+            return np.inf
+        with np.errstate(all="ignore"):
+            v = self.inner.objective(par)
+        return v if np.isfinite(v) else np.inf
 
     def objective(self, theta: np.ndarray) -> float:
-        """Profiled REML criterion or ML deviance at ``theta``, original units."""
-        return self.inner.objective(self.par_of(theta)) + self.offset
+        """Profiled REML criterion or ML deviance at ``theta``, original units (``inf`` where undefined)."""
+        theta = np.asarray(theta, dtype=float)
+        if not np.all(np.isfinite(theta)):
+            return np.inf
+        return self.objective_par(self.par_of(theta)) + self.offset
 
     def T(self, k: int, theta: np.ndarray) -> np.ndarray:
         o = self.theta_offsets

@@ -176,11 +176,13 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
             return f(x)
 
         if len(idx) <= max_params:
-            g, H = deriv12(fsub, z, h, f0)
+            with np.errstate(all="ignore"):
+                g, H = deriv12(fsub, z, h, f0)
             diag = None
             out.note = f"central differences (step {h:.1e}), {2 * len(idx) ** 2} evaluations"
         else:
-            g, diag = _deriv_diag(fsub, z, h, f0)
+            with np.errstate(all="ignore"):
+                g, diag = _deriv_diag(fsub, z, h, f0)
             H = None
             out.note = (f"{len(idx)} parameters > max_hessian_params = {max_params}: the Hessian's diagonal "
                         "only (scaled gradient g / sqrt(diag H); the eigenvalue checks are skipped)")

@@ -182,7 +182,8 @@ def _lbfgsb(fc, x0, lower, upper, *, grad_step, central, ftol, gtol, maxfun, sta
             if np.all(np.abs(x - xc) <= 1e-12 * (1.0 + np.abs(xc))):
                 return fcached, gc.copy()
         f0 = fc(x)
-        g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper, central)
+        with np.errstate(all="ignore"):
+            g = np.zeros_like(x) if not np.isfinite(f0) else _gradient(fc, x, lower, grad_step, f0, upper, central)
         recent.append((x.copy(), f0, g))
         del recent[:-16]
         # L-BFGS-B must not see NaN: a non-finite gradient is reported as 0 and the run is judged below
@@ -206,6 +207,12 @@ def _lbfgsb(fc, x0, lower, upper, *, grad_step, central, ftol, gtol, maxfun, sta
     msg = str(res.message)
     if res.success and not np.all(np.isfinite(g_raw)):
         msg = "the gradient is not finite at the optimum"
+    # the projected gradient: zero at a minimum, except for components pushing against a bound
+    pg = np.where(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)), 0.0, g)
+    if ok and np.max(np.abs(pg), initial=0.0) > max(1e-3, 1e-6 * abs(fx)):
+        # L-BFGS-B can report convergence where its line search met non-finite values
+        ok = False
+        msg = f"stopped where the gradient is {np.max(np.abs(pg)):.3g}: not a minimum ({res.message})"
     code = 0 if ok else int(res.status) if res.status else -1
     return _Run(x, float(fx), ok, code, msg, fc.n - n0, "L-BFGS-B", start)
 
@@ -227,7 +234,7 @@ def _nelder_mead(fc, x0, lower, upper, *, maxfun, step, start):
                                 adaptive=k > 4))
     x = np.asarray(res.x, dtype=float)
     fx = float(res.fun)
-    ok = bool(res.success) and np.isfinite(fx)
+    ok = bool(res.success) and bool(np.isfinite(fx))
     code = 0 if ok else int(res.status) if res.status else -1
     return _Run(x, fx, ok, code, str(res.message), fc.n - n0, "Nelder-Mead", start)
 
@@ -269,7 +276,7 @@ def _bobyqa(fc, x0, lower, upper, *, maxfun, start):
     if best["f"] < fx:  # NLopt returns its best point; keep ours if it is better (it cannot be, but check)
         x, fx = best["x"], best["f"]
     # lme4's nloptwrap: a negative status or MAXEVAL_REACHED (5) is a failure
-    ok = status > 0 and status != 5 and np.isfinite(fx)
+    ok = status > 0 and status != 5 and bool(np.isfinite(fx))
     return _Run(x, float(fx), ok, 0 if ok else status, msg, fc.n - n0, "bobyqa", start)
 
 
@@ -419,13 +426,16 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
 
     derivs = None
     if polish and np.isfinite(fx) and len(x) <= polish_max_params:
-        x, fx, derivs = _polish(fc, x, fx, lower, upper, boundary_tol=boundary_tol, polish_steps=polish_steps)
+        with np.errstate(all="ignore"):  # differences of inf are judged, not warned about
+            x, fx, derivs = _polish(fc, x, fx, lower, upper, boundary_tol=boundary_tol, polish_steps=polish_steps)
 
     messages = []
     if not converged:
-        messages.append(f"convergence code {last.code} from {last.optimizer}: {last.message}")
+        first = runs[0]
+        last = first
+        messages.append(f"convergence code {first.code} from {first.optimizer}: {first.message}")
         if len(runs) > 1:
-            messages.append(f"restarts ({len(runs) - 1}) did not end normally either: "
+            messages.append(f"{len(runs) - 1} restart{'s' if len(runs) > 2 else ''} did not end normally either: "
                             + "; ".join(f"{r.optimizer} from {r.start}: {r.message}" for r in runs[1:]))
     history = [dict(optimizer=r.optimizer, start=r.start, fun=r.fun, nfev=r.nfev, ok=r.ok, message=r.message)
                for r in runs]

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-__all__ = ["r_format", "zapsmall", "abbreviate", "summary_text", "summary_html", "format_table"]
+__all__ = ["r_format", "zapsmall", "abbreviate", "summary_text", "summary_html", "format_table",
+           "convergence_lines"]
 
 
 def _sig_and_power(x: float, digits: int) -> tuple[int, int]:
@@ -222,9 +223,29 @@ def summary_text(fit, digits: int = 4) -> str:
         k = len(fit.mf.dropped_columns)
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
                    f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
-    if fit.is_singular:
-        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
+    out += convergence_lines(fit)
     return "\n".join(out) + "\n"
+
+
+def convergence_lines(fit) -> list[str]:
+    """lme4's lines after the summary (``.prt.warn``): the optimizer's code, then the checks' messages.
+
+    Printed when the optimizer's code is not 0 or any check has something
+    to say: ``optimizer (L-BFGS-B) convergence code: 0 (OK)``, then lme4's
+    messages (a failed convergence check: "Model failed to converge ...";
+    a singular fit), then the optimizer's own warnings.
+    """
+    opt = fit.opt
+    conv = getattr(fit, "convergence", None)
+    checks = list(conv.messages) if conv is not None else []
+    if fit.is_singular:
+        checks.append("boundary (singular) fit: see fit.is_singular")
+    own = [m for m in opt.messages if m not in checks]
+    code = int(getattr(opt, "code", 0))
+    if code == 0 and not checks and not own:
+        return []
+    status = "OK" if code == 0 else getattr(opt, "message", "") or "failed"
+    return [f"optimizer ({getattr(opt, 'optimizer', 'L-BFGS-B')}) convergence code: {code} ({status})"] + checks + own
 
 
 def _cat_number(x: float) -> str:
