@@ -47,6 +47,7 @@ accurate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -60,18 +61,44 @@ __all__ = ["Conditioning", "ConditionedPLS", "lq_lower"]
 def lq_lower(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``M = L Q`` with ``L`` lower triangular (non-negative diagonal) and ``Q`` orthogonal.
 
-    Computed from the QR decomposition of ``M'`` (Householder: backward
-    stable, so ``L`` is accurate even when ``M M'`` is ill-conditioned).
+    Givens rotations of the columns (for the small ``q`` of a random-effects
+    term), or the QR decomposition of ``M'`` for larger matrices: backward
+    stable either way, so ``L`` is accurate even when ``M M'`` is
+    ill-conditioned (no Cholesky factor of a product is formed).
     """
     M = np.asarray(M, dtype=float)
-    if M.shape == (1, 1):
-        return np.abs(M), np.sign(M) + (M == 0)
-    if np.array_equal(M, np.tril(M)):  # already lower triangular: exact
-        d = np.where(np.diag(M) < 0, -1.0, 1.0)
-        return M * d[None, :], np.diag(d)
-    Qt, R = np.linalg.qr(M.T)
-    d = np.where(np.diag(R) < 0, -1.0, 1.0)
-    return R.T * d[None, :], (Qt * d[None, :]).T
+    k = M.shape[0]
+    if k == 1:
+        m = float(M[0, 0])
+        return np.array([[abs(m)]]), np.array([[-1.0 if m < 0 else 1.0]])
+    if k > 4:
+        Qt, R = np.linalg.qr(M.T)
+        d = np.where(np.diag(R) < 0, -1.0, 1.0)
+        return R.T * d[None, :], (Qt * d[None, :]).T
+    L = M.tolist()
+    Q = [[float(i == j) for j in range(k)] for i in range(k)]  # M = L Q: rotations act on L's columns, Q's rows
+    for i in range(k):
+        for j in range(k - 1, i, -1):  # zero L[i][j] against L[i][i]
+            a, b = L[i][i], L[i][j]
+            if b == 0.0:
+                continue
+            r = math.hypot(a, b)
+            c, s_ = a / r, b / r
+            for row in L:
+                x, y = row[i], row[j]
+                row[i], row[j] = c * x + s_ * y, -s_ * x + c * y
+            qi, qj = Q[i], Q[j]
+            for t in range(k):
+                x, y = qi[t], qj[t]
+                qi[t], qj[t] = c * x + s_ * y, -s_ * x + c * y
+        if L[i][i] < 0.0:
+            for row in L:
+                row[i] = -row[i]
+            Q[i] = [-v for v in Q[i]]
+    for i in range(k):
+        for j in range(i + 1, k):
+            L[i][j] = 0.0
+    return np.array(L), np.array(Q)
 
 
 def _column_map(M: np.ndarray, centre: bool = True) -> tuple[np.ndarray, int | None]:
@@ -190,6 +217,11 @@ class ConditionedPLS:
         self.lower = self.inner.lower
         self.theta0 = self.inner.theta0
         self.offset = self.cond.offset(self.n, self.p, REML)
+        self._maps = [_TermMap(S) for S in self.cond.S]
+        self._GinvT = np.linalg.inv(self.cond.G).T if self.p else self.cond.G
+        self._logdetG = self.cond.log_abs_det_G
+        self._GinvT_lower = bool(np.array_equal(self._GinvT, np.tril(self._GinvT))
+                                 and np.all(np.diag(self._GinvT) > 0))
         self._cache: dict = {}
 
     @property
@@ -210,9 +242,8 @@ class ConditionedPLS:
         par = np.asarray(par, dtype=float)
         theta = np.empty_like(par)
         o = self.theta_offsets
-        for k, (t, S) in enumerate(zip(self.terms, self.cond.S)):
-            T, _ = lq_lower(S @ t.T(par[o[k]:o[k + 1]]))
-            theta[o[k]:o[k + 1]] = _tril(T)
+        for k, m in enumerate(self._maps):
+            theta[o[k]:o[k + 1]] = m.forward(par[o[k]:o[k + 1]])
         self._remember(theta, par)
         return theta
 
@@ -224,9 +255,8 @@ class ConditionedPLS:
             return hit.copy()
         par = np.empty_like(theta)
         o = self.theta_offsets
-        for k, (t, S) in enumerate(zip(self.terms, self.cond.S)):
-            Tt, _ = lq_lower(np.linalg.solve(S, t.T(theta[o[k]:o[k + 1]])))
-            par[o[k]:o[k + 1]] = _tril(Tt)
+        for k, m in enumerate(self._maps):
+            par[o[k]:o[k + 1]] = m.backward(theta[o[k]:o[k + 1]])
         return par
 
     def _remember(self, theta, par):
@@ -289,16 +319,18 @@ class ConditionedPLS:
         beta = c.s_y * (c.G @ s.beta) + c.c_y * c.w
         u, gamma = [], []
         o = self.theta_offsets
-        for k, (t, S) in enumerate(zip(self.terms, c.S)):
-            _, Q = lq_lower(S @ t.T(par[o[k]:o[k + 1]]))
-            u.append(c.s_y * (s.u[k] @ Q.T))
+        for k, (m, S) in enumerate(zip(self._maps, c.S)):
+            Q = m.rotation(par[o[k]:o[k + 1]])
+            u.append(c.s_y * (s.u[k] if Q is None else s.u[k] @ Q.T))
             gamma.append(c.s_y * (s.gamma[k] @ S.T))
-        if self.p:
-            RX, _ = lq_lower(np.linalg.solve(c.G.T, s.RX))
-        else:
+        if not self.p:
             RX = s.RX
+        elif self._GinvT_lower:  # G^{-T} R~_X is lower triangular with a positive diagonal
+            RX = self._GinvT @ s.RX
+        else:
+            RX = lq_lower(self._GinvT @ s.RX)[0]
         return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=c.s_y ** 2 * s.pwrss,
-                           logdet_L=s.logdet_L, logdet_RX=s.logdet_RX - 2.0 * c.log_abs_det_G, RX=RX)
+                           logdet_L=s.logdet_L, logdet_RX=s.logdet_RX - 2.0 * self._logdetG, RX=RX)
 
     def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
         """:meth:`PLS.condvar` at ``theta`` in the original units: ``S V~ S'`` per level."""
@@ -306,7 +338,39 @@ class ConditionedPLS:
         return [np.matmul(np.matmul(S[None], v), S.T[None]) for S, v in zip(self.cond.S, V)]
 
 
-def _tril(T: np.ndarray) -> np.ndarray:
-    """The lower triangle of ``T`` in column-major order (lme4's ``theta`` order)."""
-    cols, rows = np.triu_indices(len(T))
-    return T[rows, cols]
+class _TermMap:
+    """``theta_k`` <-> ``theta~_k`` for one term with ``z~ = z S``: ``T = LQ(S T~)``, ``T~ = LQ(S^{-1} T)``.
+
+    A diagonal ``S`` (no centring) keeps ``S T~`` lower triangular: the map
+    is then a scaling of ``T``'s rows, with no rotation.
+    """
+
+    def __init__(self, S):
+        self.S = S
+        self.Sinv = np.linalg.inv(S)
+        self.q = len(S)
+        cols, rows = np.triu_indices(self.q)  # column-major lower triangle (lme4's order)
+        self.rows, self.cols = rows, cols
+        self.diagonal = np.array_equal(S, np.diag(np.diag(S)))
+        self.row_scale = np.diag(S)[rows]
+
+    def _T(self, v):
+        T = np.zeros((self.q, self.q))
+        T[self.rows, self.cols] = v
+        return T
+
+    def forward(self, par_k):
+        if self.diagonal:
+            return self.row_scale * par_k
+        return lq_lower(self.S @ self._T(par_k))[0][self.rows, self.cols]
+
+    def backward(self, theta_k):
+        if self.diagonal:
+            return theta_k / self.row_scale
+        return lq_lower(self.Sinv @ self._T(theta_k))[0][self.rows, self.cols]
+
+    def rotation(self, par_k):
+        """``Q`` of ``S T~ = T Q`` (None for the identity)."""
+        if self.diagonal:
+            return None
+        return lq_lower(self.S @ self._T(par_k))[1]
