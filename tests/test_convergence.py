@@ -5,6 +5,7 @@ printed with ``lme4:::checkConv``); their figures are checked here against indep
 computations on quadratic functions, whose gradient and Hessian are known exactly.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -209,3 +210,19 @@ def test_no_linalg_error_from_a_raw_ill_conditioned_fit():
     assert not any(issubclass(x.category, RuntimeWarning) and not issubclass(x.category, ConvergenceWarning)
                    for x in w)  # nothing from numpy
     assert fit.opt.converged and fit.convergence.code == 0
+
+
+def test_check_nobs_vs_nRE_action(sleep):
+    """lme4's check.nobs.vs.nRE: "stop" (default), "warning" or "ignore"."""
+    d = sleep[sleep.Days.isin([0, 9])]  # 2 rows per subject: 36 rows, 36 random effects in (Days | Subject)
+    text = "number of observations (=36) <= number of random effects (=36) for term (Days | Subject)"
+    with pytest.raises(ValueError, match=re.escape(text)):
+        mmbook.lmer(SLEEP, d)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        fit = mmbook.lmer(SLEEP, d, control=LmerControl(check_nobs_vs_nRE="warning"))
+    assert any(str(x.message).startswith(text) for x in w) and fit.nobs == 36
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        mmbook.lmer(SLEEP, d, control=LmerControl(check_nobs_vs_nRE="ignore"))
+    assert not any(text in str(x.message) for x in w)

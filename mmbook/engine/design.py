@@ -390,7 +390,7 @@ def _check_data(data) -> pd.DataFrame:
 
 
 def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
-                random: bool = True, stacklevel: int = 2) -> ModelFrame:
+                random: bool = True, stacklevel: int = 2, check_nobs_vs_nRE: str = "stop") -> ModelFrame:
     """Evaluate a formula on a data frame: ``y``, ``X`` and the random-effects terms.
 
     Rows with a missing value in any variable the formula uses are dropped,
@@ -409,6 +409,8 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         Build the random-effects terms (set False for ``lm``).
     stacklevel : int
         Where warnings point: 2 is the caller of ``model_frame``.
+    check_nobs_vs_nRE : {"stop", "warning", "ignore"}
+        lme4's ``check.nobs.vs.nRE`` (see :func:`random_terms`).
 
     Raises
     ------
@@ -479,11 +481,12 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames,
                     n_dropped=n_dropped, dropped_columns=dropped_cols, x_spec=x_spec)
     if random and f.random:
-        mf.terms = random_terms(f.random, frame)
+        mf.terms = random_terms(f.random, frame, check_nobs_vs_nRE=check_nobs_vs_nRE, stacklevel=stacklevel + 1)
     return mf
 
 
-def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame) -> list[RandomTerm]:
+def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame, check_nobs_vs_nRE: str = "stop",
+                 stacklevel: int = 2) -> list[RandomTerm]:
     """Build the random-effects terms, check them as lme4 does, and order them.
 
     lme4 (``mkReTrms``) sorts the terms by decreasing number of levels of
@@ -515,9 +518,11 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame) -> list[RandomT
         raise ValueError("number of levels of each grouping factor must be < number of observations "
                          f"(problems: {', '.join(bad)})")
     for t in terms:
-        if t.nlevels * t.q >= n:
-            raise ValueError(
-                f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
-                f"term ({t.bar.text}); the random-effects parameters and the residual variance "
-                "are probably unidentifiable")
+        if t.nlevels * t.q >= n and check_nobs_vs_nRE != "ignore":  # lme4's check.nobs.vs.nRE
+            msg = (f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
+                   f"term ({t.bar.text}); the random-effects parameters and the residual variance "
+                   "are probably unidentifiable")
+            if check_nobs_vs_nRE == "stop":
+                raise ValueError(msg)
+            warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
     return terms

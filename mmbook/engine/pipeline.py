@@ -78,13 +78,16 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     """
     control = check_control(control)
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, control=control)  # user -> lmer -> build_model_frame
         return fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                          stacklevel=3)
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2,
+                      control: LmerControl | None = None) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
+
+    ``control`` supplies the design's checks (``check_nobs_vs_nRE``).
 
     Raises
     ------
@@ -95,4 +98,6 @@ def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2) -> 
     if not f.random:
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          "or use mmbook.lm for a model without random effects")
-    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1)
+    control = check_control(control)
+    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1,
+                       check_nobs_vs_nRE=control.check_nobs_vs_nRE)
