@@ -257,6 +257,10 @@ class CrossCheck:
     translation : Translation
     result : statsmodels MixedLMResults
         The kept statsmodels fit (``None`` if every optimizer failed).
+    not_compared : list of str
+        Rows statsmodels gave no value for, each with the reason (also
+        appended to ``verdict`` as "NOT COMPARED: ..."): the verdict rests
+        on the other rows only.
     """
 
     table: pd.DataFrame
@@ -270,6 +274,7 @@ class CrossCheck:
     result: object = None
     REML: bool = True
     scales: pd.Series | None = field(default=None, repr=False)
+    not_compared: list = field(default_factory=list)
 
     def _rows(self):
         rows = []
@@ -477,6 +482,8 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
 
     # statsmodels' criterion at mmbook's estimates (same relative covariances)
     crit_at_mm = np.nan
+    not_compared: list = []  # (row label part, why statsmodels has no value there)
+    not_compared_rows: list = []  # the rows that could not be compared, and why: shown with the verdict
     try:
         k_re = model.k_re
         cov = np.zeros((k_re, k_re))
@@ -497,8 +504,8 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             crit_at_mm = -2.0 * float(model.loglike(params, profile_fe=True))
-    except Exception:
-        pass
+    except (np.linalg.LinAlgError, ValueError, ArithmeticError) as exc:  # numerical failures only
+        not_compared.append(("statsmodels at mmbook's theta", f"{type(exc).__name__}: {exc}"))
 
     res, crit_sm, method, attempts = _sm_fit(model, fit.REML, methods, fit_kwargs)
 
@@ -524,7 +531,7 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     rows.append(("var Residual", sigma2, float(res.scale) if res is not None else np.nan, sigma2, "estimate"))
 
     # conditional modes, matched by group and level
-    b_mm, b_sm = _ranef_pairs(fit, tr, res, model, re_perm, vc_names)
+    b_mm, b_sm = _ranef_pairs(fit, tr, res, model, re_perm, vc_names, not_compared)
     if b_mm.size:
         nb = int(b_mm.size)
         big = float(max(np.max(np.abs(b_mm)), np.nanmax(np.abs(b_sm)) if np.any(np.isfinite(b_sm)) else 0.0))
@@ -548,9 +555,16 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     max_rel = float(est.rel_diff.max()) if len(est) else 0.0
     crit_diff = fit.objective - crit_sm
     agree, verdict = _verdict(fit.objective, crit_sm, crit_at_mm, max_rel, res is not None, attempts)
+    if res is not None:  # every row without a statsmodels value, with the reason when one is known
+        for q, v in table.statsmodels.items():
+            if not np.isfinite(v):
+                why = next((r for k, r in not_compared if k in str(q)), "statsmodels gave no value")
+                not_compared_rows.append(f"{q} ({why})")
+    if not_compared_rows:
+        verdict += "; NOT COMPARED: " + "; ".join(not_compared_rows)
     cc = CrossCheck(table=table, criterion_diff=float(crit_diff), max_rel_diff=max_rel, agree=agree,
                     verdict=verdict, method=method, attempts=attempts, translation=tr, result=res,
-                    REML=fit.REML, scales=scales)
+                    REML=fit.REML, scales=scales, not_compared=not_compared_rows)
     return cc
 
 
@@ -568,8 +582,8 @@ def _sm_psi(res, tr, k, re_perm, vc_names, q) -> np.ndarray:
 _LEVEL = re.compile(r"\[(?:T\.)?(-?\d+)\]")
 
 
-def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
-    """mmbook's and statsmodels' conditional modes as two aligned vectors."""
+def _ranef_pairs(fit, tr, res, model, re_perm, vc_names, not_compared):
+    """mmbook's and statsmodels' conditional modes as two aligned vectors (NaN where statsmodels has none)."""
     b_mm = np.concatenate([g.ravel() for g in fit.gamma]) if fit.gamma else np.zeros(0)
     b_sm = np.full(b_mm.shape, np.nan)
     if res is None:
@@ -578,7 +592,8 @@ def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             re_dict = res.random_effects
-    except Exception:
+    except (np.linalg.LinAlgError, ValueError, ArithmeticError) as exc:  # numerical failures only
+        not_compared.append(("ranef", f"{type(exc).__name__}: {exc}"))
         return b_mm, b_sm
     offsets = np.cumsum([0] + [g.size for g in fit.gamma])
     terms = fit.terms

@@ -226,3 +226,78 @@ def test_check_nobs_vs_nRE_action(sleep):
         warnings.simplefilter("always")
         mmbook.lmer(SLEEP, d, control=LmerControl(check_nobs_vs_nRE="ignore"))
     assert not any(text in str(x.message) for x in w)
+
+
+# ------------------------------------------------------------------ no check that silently does not run
+def test_crosscheck_says_what_it_could_not_compare(sleep, monkeypatch):
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    from mmbook.crosscheck import crosscheck
+
+    fit = mmbook.lmer(SLEEP, sleep)
+    assert crosscheck(fit).not_compared == []
+    real = MixedLM.loglike
+
+    def broken(self, params, profile_fe=True):
+        # only where crosscheck evaluates statsmodels' criterion at mmbook's estimates
+        if hasattr(params, "cov_re") and np.allclose(params.cov_re, fit.psi(0) / fit.sigma ** 2, rtol=1e-6):
+            raise np.linalg.LinAlgError("Singular matrix")
+        return real(self, params, profile_fe=profile_fe)
+
+    monkeypatch.setattr(MixedLM, "loglike", broken)
+    cc = crosscheck(fit, methods=("lbfgs",))
+    assert len(cc.not_compared) >= 1
+    assert "statsmodels at mmbook's theta (LinAlgError: Singular matrix)" in cc.not_compared[0]
+    assert "NOT COMPARED: " in cc.verdict and "NOT COMPARED" in str(cc)
+
+
+def test_profile_reports_limits_it_cannot_find(sleep, monkeypatch):
+    import mmbook.engine.intervals as intervals
+
+    fit = mmbook.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+
+    def no_root(*args, **kw):
+        raise ValueError("f(a) and f(b) must have different signs")
+
+    monkeypatch.setattr(intervals.optimize, "brentq", no_root)
+    with pytest.warns(UserWarning, match=r"profile: \d+ confidence limit\(s\) not found, reported as NaN"):
+        ci = fit.confint(method="profile")
+    assert ci.isna().any().any()
+    assert set(ci.attrs["not_found"]) >= {".sig01 upper", "Days lower"}
+    assert all("no root of the profile" in v for v in ci.attrs["not_found"].values())
+
+
+def test_profile_does_not_turn_a_programming_error_into_nan(sleep, monkeypatch):
+    from mmbook.engine.conditioning import ConditionedPLS
+
+    fit = mmbook.lmer("Reaction ~ Days + (1 | Subject)", sleep, REML=False)
+
+    def bug(self, theta):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(ConditionedPLS, "solve", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        fit.confint(method="profile")
+
+
+def test_bootstrap_collects_the_refits_messages(sleep, monkeypatch):
+    from mmbook.engine.bootstrap import BootstrapDraws, bootstrap
+
+    m1 = mmbook.lmer(SLEEP, sleep)
+    m0 = mmbook.lmer("Reaction ~ Days + (1 | Subject)", sleep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # singular refits are counted, not warned about
+        draws = bootstrap(m0, lambda fits: fits[1].objective - fits[0].objective, nsim=6, seed=1, fits=[m0, m1])
+    assert isinstance(draws, BootstrapDraws) and draws.shape == (6,)
+    assert draws.n_not_converged == 0 and 0 < draws.n_singular <= 6  # (Days | Subject) under the null
+    singular = [k for k in draws.messages if k.startswith("boundary (singular) fit")]
+    assert singular and draws.messages[singular[0]] == draws.n_singular
+    assert draws.summary().startswith(f"{draws.n_singular} of 6 refits singular, 0 not converged")
+
+    # refits that do not converge: one warning for the whole bootstrap, and the counts
+    with pytest.warns(ConvergenceWarning):
+        bad = mmbook.lmer("Reaction ~ Days + (1 | Subject)", sleep, control=LmerControl(maxfun=3, polish=False))
+    with pytest.warns(ConvergenceWarning, match=r"bootstrap: \d+ of 4 refits singular, 4 not converged") as rec:
+        draws = bootstrap(bad, lambda f: f.objective, nsim=4, seed=1)
+    assert len([w for w in rec if issubclass(w.category, ConvergenceWarning)]) == 1
+    assert draws.n_not_converged == 4

@@ -6,13 +6,14 @@ parameters (lme4's ``profile`` + ``confint``); bootstrap percentiles.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
 from .bootstrap import bootstrap
 from .optimize import minimize_theta
-from .pls import PLS
 
 __all__ = ["confint", "param_names", "sdcor"]
 
@@ -90,7 +91,7 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
         theta, sigma = ts
         try:
             s = pls.solve(theta)
-        except Exception:
+        except _NUMERICAL:  # theta where M(theta) is not positive definite: outside the model
             return np.inf
         return s.logdet_L + n * np.log(2 * np.pi * sigma ** 2) + s.pwrss / sigma ** 2
 
@@ -121,7 +122,7 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
         new[j] = v
         return res.fun, new
 
-    out = []
+    out, reasons = [], {}
     for j in range(len(phi_hat)):
         lo_b, hi_b = bounds[j]
         row = []
@@ -143,13 +144,15 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
                     v = hi_b
                 zv = zeta(v)
                 if side * zv >= zcrit:
-                    found = optimize.brentq(lambda x: zeta(x) - side * zcrit, min(a, v), max(a, v), xtol=1e-9)
+                    found = _root(lambda x: zeta(x) - side * zcrit, a, v, reasons, (names[j], side))
                     break
                 if (lo_b is not None and v == lo_b) or (hi_b is not None and v == hi_b):
                     found = v
                     break
                 a = v
                 step *= 1.6
+            if found is None and (names[j], side) not in reasons:
+                reasons[(names[j], side)] = "the profile did not reach the cut-off within 40 steps"
             row.append(np.nan if found is None else found)
         out.append(row)
 
@@ -161,9 +164,9 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
                 def f(theta):
                     try:
                         s = pls.solve(theta)
-                    except Exception:
+                        RXinv = np.linalg.solve(s.RX, np.eye(len(s.RX)))
+                    except _NUMERICAL:
                         return np.inf
-                    RXinv = np.linalg.solve(s.RX, np.eye(len(s.RX)))
                     Vjj = (RXinv.T @ RXinv)[j, j]
                     r2 = s.pwrss + (v - s.beta[j]) ** 2 / Vjj
                     return s.logdet_L + n * (1 + np.log(2 * np.pi * r2 / n))
@@ -178,13 +181,27 @@ def _profile_intervals(fit, level: float) -> np.ndarray:
             for _ in range(40):
                 v = v + side * step
                 if side * zeta(v) >= zcrit:
-                    found = optimize.brentq(lambda x: zeta(x) - side * zcrit, min(a, v), max(a, v), xtol=1e-9)
+                    found = _root(lambda x: zeta(x) - side * zcrit, a, v, reasons, (mfit.fixef.index[j], side))
                     break
                 a = v
                 step *= 1.5
+            if found is None and (mfit.fixef.index[j], side) not in reasons:
+                reasons[(mfit.fixef.index[j], side)] = "the profile did not reach the cut-off within 40 steps"
             row.append(np.nan if found is None else found)
         out.append(row)
-    return np.array(out)
+    return np.array(out), reasons
+
+
+_NUMERICAL = (np.linalg.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError)
+
+
+def _root(g, a, b, reasons, key):
+    """``brentq`` on ``[a, b]``; None (and the reason) when the profile is not monotone there."""
+    try:
+        return optimize.brentq(g, min(a, b), max(a, b), xtol=1e-9)
+    except ValueError as exc:  # f(a) and f(b) of the same sign: the profile is not monotone
+        reasons[key] = f"no root of the profile between {min(a, b):.6g} and {max(a, b):.6g} ({exc})"
+        return None
 
 
 def confint(fit, method: str = "Wald", level: float = 0.95, nsim: int = 500, seed=None,
@@ -203,6 +220,13 @@ def confint(fit, method: str = "Wald", level: float = 0.95, nsim: int = 500, see
         root of the profiled ML deviance crosses the normal quantiles (lme4
         profiles the ML deviance also for REML fits, so a REML fit is refitted
         by ML first). ``boot``: percentiles of a parametric bootstrap.
+
+    Returns
+    -------
+    pandas.DataFrame
+        For ``method="profile"``, ``attrs["not_found"]`` maps each limit
+        that could not be found (NaN in the table) to the reason, and a
+        ``UserWarning`` lists them.
     """
     if not 0 < level < 1:
         raise ValueError("level must be between 0 and 1")
@@ -213,7 +237,12 @@ def confint(fit, method: str = "Wald", level: float = 0.95, nsim: int = 500, see
     if method == "wald":
         ci = np.vstack([np.full((nvar, 2), np.nan), _wald(fit, level)])
     elif method == "profile":
-        ci = _profile_intervals(fit, level)
+        ci, reasons = _profile_intervals(fit, level)
+        not_found = {f"{name} {'lower' if side < 0 else 'upper'}": why for (name, side), why in reasons.items()}
+        if not_found:
+            text = "; ".join(f"{k}: {v}" for k, v in not_found.items())
+            warnings.warn(f"profile: {len(not_found)} confidence limit(s) not found, reported as NaN ({text})",
+                          UserWarning, stacklevel=2)
     elif method == "boot":
         draws = bootstrap(fit, lambda f: np.concatenate([sdcor(f), f.beta]), nsim=nsim, seed=seed,
                           progress=progress)
@@ -221,5 +250,8 @@ def confint(fit, method: str = "Wald", level: float = 0.95, nsim: int = 500, see
                               np.quantile(draws, (1 + level) / 2, axis=0)])
     else:
         raise ValueError(f"method must be 'Wald', 'profile' or 'boot', got {method!r}")
-    return pd.DataFrame(ci, index=names, columns=[lo_name, hi_name])
+    out = pd.DataFrame(ci, index=names, columns=[lo_name, hi_name])
+    if method == "profile":
+        out.attrs["not_found"] = not_found  # limit -> why it is NaN
+    return out
 
