@@ -38,6 +38,17 @@ def test_nonsmooth_minimum_is_restarted_not_accepted():
     np.testing.assert_allclose(r.theta, [0.7, 0.7], atol=1e-6)
 
 
+def test_saddle_point_is_left():
+    """At (1, 0) the gradient is below L-BFGS-B's tolerance but the Hessian has a negative eigenvalue
+    (lme4's checkHess: "degenerate Hessian"): the search goes on along that direction, to a minimum
+    at y = +-sqrt(0.005)."""
+    f = lambda v: float((v[0] - 1) ** 2 + v[1] ** 2 * (v[1] ** 2 - 0.01))  # noqa: E731
+    r = minimize_theta(f, np.array([0.0, 0.0]), np.full(2, -np.inf))
+    assert r.history[0]["ok"] and any("negative curvature" in h["start"] for h in r.history)
+    np.testing.assert_allclose([r.theta[0], abs(r.theta[1])], [1.0, np.sqrt(0.005)], atol=1e-7)
+    assert r.converged and check_conv(f, r.theta, np.full(2, -np.inf), derivs=r.derivs).code == 0
+
+
 def test_criterion_never_finite_is_not_converged():
     r = minimize_theta(lambda x: np.inf, np.array([1.0]), np.array([0.0]), starts=[("other", np.array([2.0]))])
     assert not r.converged and r.code != 0 and not np.isfinite(r.fun)

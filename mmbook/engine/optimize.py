@@ -420,17 +420,25 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         x2 = _off_boundary(fc, best.x, best.fun, lower, upper, boundary_tol)
         if x2 is not None:
             runs += search(x2, "a point off the boundary")
-    # the result: the lowest point; converged if a run that ended normally reached it
-    final = min(runs, key=lambda r: (r.fun, not r.ok))
-    x, fx = final.x.copy(), final.fun
-    reached = [r for r in runs if r.ok and r.fun <= fx + 1e-10 * max(1.0, abs(fx))]
-    converged = bool(reached) and np.isfinite(fx)
-    last = reached[-1] if reached else final
 
-    derivs = None
-    if polish and np.isfinite(fx) and len(x) <= polish_max_params:
+    for escape in range(3):
+        # the result: the lowest point; converged if a run that ended normally reached it
+        final = min(runs, key=lambda r: (r.fun, not r.ok))
+        x, fx = final.x.copy(), final.fun
+        reached = [r for r in runs if r.ok and r.fun <= fx + 1e-10 * max(1.0, abs(fx))]
+        converged = bool(reached) and np.isfinite(fx)
+        last = reached[-1] if reached else final
+        derivs = None
+        if not (polish and np.isfinite(fx) and len(x) <= polish_max_params):
+            break
         with np.errstate(all="ignore"):  # differences of inf are judged, not warned about
             x, fx, derivs = _polish(fc, x, fx, lower, upper, boundary_tol=boundary_tol, polish_steps=polish_steps)
+        # a saddle (negative curvature where the gradient vanishes, as on a nearly flat ridge
+        # towards the boundary): descend along that direction and search again from there
+        x3 = _down_the_saddle(fc, x, fx, lower, upper, derivs) if escape < 2 else None
+        if x3 is None:
+            break
+        runs += search(x3, "a point along the Hessian's negative curvature")
 
     messages = []
     if not converged:
@@ -446,6 +454,33 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
                           converged=converged, messages=messages, optimizer=optimizer,
                           code=0 if converged else last.code, message=last.message, history=history,
                           derivs=derivs)
+
+
+def _down_the_saddle(fc, x, fx, lower, upper, derivs, tol=1e-6):
+    """A lower point along the eigenvector of the Hessian's most negative eigenvalue, or None.
+
+    lme4's ``checkHess`` calls a Hessian with an eigenvalue below ``-tol``
+    "degenerate": the point is not a minimum. Points at distances ``1e-4`` to
+    ``0.3`` on both sides are tried (inside the bounds).
+    """
+    if derivs is None or not np.all(np.isfinite(derivs["hessian"])):
+        return None
+    try:
+        w, V = np.linalg.eigh(derivs["hessian"])
+    except np.linalg.LinAlgError:
+        return None
+    if not w[0] < -tol:
+        return None
+    v = np.zeros_like(x)
+    v[derivs["index"]] = V[:, 0]
+    best, fbest = None, fx
+    for t in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3):
+        for sign in (1.0, -1.0):
+            trial = np.clip(x + sign * t * v, lower, upper)
+            ft = fc(trial)
+            if ft < fbest:
+                best, fbest = trial, ft
+    return best
 
 
 def _off_boundary(fc, x, fx, lower, upper, boundary_tol):
