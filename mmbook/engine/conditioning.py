@@ -8,11 +8,12 @@ sixteen digits to cancellation. mmbook therefore fits an *equivalent* model
 in centred and scaled columns and maps the result back, exactly.
 
 For every random-effects term, ``z~ = z S`` with ``S`` invertible (``q x q``):
-a constant column ``a`` becomes 1, each other column is centred on the
-term's constant column, when it has one, and divided by its standard
-deviation (its root mean square when it cannot be centred). Likewise
-``X~ = X G``, and ``y~ = (y - c_y) / s_y`` (centred only when the constant
-is in the column space of ``X``). The model is unchanged:
+``S = sqrt(n) R^{-1}`` from the QR decomposition ``z = Q R``, so that the
+columns of ``z~`` are orthogonal and of unit scale (with an intercept
+first, the other columns come out centred); for a rank-deficient ``z``,
+columns centred on the constant when it is in their span and scaled.
+Likewise ``X~ = X G``, and ``y~ = (y - c_y) / s_y`` (centred only when the
+constant is in the column space of ``X``). The model is unchanged:
 
 .. math::
 
@@ -51,6 +52,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.linalg as sla
 
 from .design import ModelFrame
 from .pls import PLS, PLSSolution
@@ -101,31 +103,86 @@ def lq_lower(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(L), np.array(Q)
 
 
-def _column_map(M: np.ndarray, centre: bool = True) -> tuple[np.ndarray, int | None]:
-    """``S`` with ``M S`` centred (on a constant column, if any) and scaled; and that column's index."""
+def constant_direction(M: np.ndarray, tol: float = 1e-9) -> np.ndarray | None:
+    """``w`` with ``M w = 1`` when the constant is in the column space of ``M``, else None.
+
+    A constant column gives ``w`` exactly; otherwise (dummy columns of a
+    factor without an intercept, ``0 + f``) least squares on the columns
+    scaled to unit root mean square, accepted when ``max|M w - 1| <= tol``.
+    """
+    n, k = M.shape
+    if n == 0 or k == 0:
+        return None
+    first = M[0]
+    const = np.all(M == first[None, :], axis=0) & (first != 0)
+    w = np.zeros(k)
+    if const.any():
+        j = int(np.flatnonzero(const)[0])
+        w[j] = 1.0 / first[j]
+        return w
+    rms = np.sqrt(np.mean(M ** 2, axis=0))
+    rms[~(rms > 0)] = 1.0
+    ws = np.linalg.lstsq(M / rms, np.ones(n), rcond=None)[0]
+    w = ws / rms
+    if not np.all(np.isfinite(w)) or np.max(np.abs(M @ w - 1.0)) > tol:
+        return None
+    w[np.abs(ws) <= 1e-12 * np.max(np.abs(ws))] = 0.0
+    return w
+
+
+def _qr_map(M: np.ndarray) -> np.ndarray | None:
+    """``S = sqrt(n) R^{-1}`` from ``M = Q R``: ``M S = sqrt(n) Q`` has orthogonal columns of unit scale.
+
+    Upper triangular, so with an intercept first the other columns come out
+    centred (and a covariate far from zero, or an interaction of such a
+    covariate with a factor, loses nothing to cancellation). None when
+    ``M`` is (nearly) rank deficient.
+    """
+    n, k = M.shape
+    if n < k or k == 0:
+        return None
+    R = np.linalg.qr(M, mode="r")
+    d = np.abs(np.diag(R))
+    if not (np.all(np.isfinite(R)) and np.all(d > 1e-10 * d.max())):
+        return None
+    R = R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
+    return sla.solve_triangular(R, np.eye(k) * np.sqrt(n))
+
+
+def _column_map(M: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """``S`` with the columns of ``M S`` centred (when ``M w = 1``) and of unit scale.
+
+    The columns that make up the constant (the support of ``w``) are only
+    scaled, to unit root mean square; every other column ``j`` becomes
+    ``(M_j - mean_j M w) / sd_j``. ``S = (I - w m') D`` is invertible
+    (``m' w = 0``, the centred columns being outside the support of ``w``).
+    """
     k = M.shape[1]
     S = np.eye(k)
     if M.shape[0] == 0 or k == 0:
-        return S, None
-    first = M[0]
-    const = np.all(M == first[None, :], axis=0) & (first != 0)
-    k0 = int(np.flatnonzero(const)[0]) if centre and const.any() else None
+        return S
+    support = np.zeros(k, dtype=bool) if w is None else w != 0
     for j in range(k):
         col = M[:, j]
-        if const[j]:
-            S[j, j] = 1.0 / abs(first[j])
-            continue
-        if k0 is not None:
+        if w is not None and not support[j]:
             m = float(col.mean())
             sd = float(np.sqrt(np.mean((col - m) ** 2)))
             if sd > 0 and np.isfinite(sd):
+                S[:, j] = -m * w / sd
                 S[j, j] = 1.0 / sd
-                S[k0, j] = -m / (first[k0] * sd)
                 continue
         rms = float(np.sqrt(np.mean(col ** 2)))
         if rms > 0 and np.isfinite(rms):
             S[j, j] = 1.0 / rms
-    return S, k0
+    return S
+
+
+def _map(M: np.ndarray, w="find") -> np.ndarray:
+    """:func:`_qr_map`, or :func:`_column_map` where ``M`` is rank deficient."""
+    S = _qr_map(M)
+    if S is not None:
+        return S
+    return _column_map(M, constant_direction(M) if isinstance(w, str) else w)
 
 
 @dataclass(frozen=True)
@@ -156,15 +213,15 @@ class Conditioning:
         p = mf.p
         if not enabled:
             return cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
-        S = tuple(_column_map(t.z)[0] for t in mf.terms)
-        G, k0 = _column_map(mf.X)
-        w = np.zeros(p)
+        S = tuple(_map(t.z) for t in mf.terms)
+        w = constant_direction(mf.X)
+        G = _map(mf.X, w)
         y = mf.y
-        if k0 is not None:
-            w[k0] = 1.0 / mf.X[0, k0]
+        if w is not None:
             c_y = float(np.mean(y))
             s_y = float(np.sqrt(np.mean((y - c_y) ** 2)))
         else:
+            w = np.zeros(p)
             c_y = 0.0
             s_y = float(np.sqrt(np.mean(y ** 2))) if len(y) else 1.0
         if not (s_y > 0 and np.isfinite(s_y)):

@@ -113,10 +113,11 @@ def model_matrix(rhs, frame: pd.DataFrame, what: str, with_spec: bool = False):
             raise ValueError(f"could not build the {what}: missing values")
         return (X, list(spec.column_names), spec) if with_spec else (X, list(spec.column_names))
     try:
-        if isinstance(rhs, str):
-            mm = formulaic.model_matrix(rhs, frame, na_action="raise")
-        else:
-            mm = rhs.get_model_matrix(frame, na_action="raise")
+        with np.errstate(all="ignore"):  # log(x) of x <= 0 is NaN: reported below as missing values, once
+            if isinstance(rhs, str):
+                mm = formulaic.model_matrix(rhs, frame, na_action="raise")
+            else:
+                mm = rhs.get_model_matrix(frame, na_action="raise")
     except Exception as exc:  # formulaic's errors are long; say what failed
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"could not build the {what} from {rhs!r}: {msg}") from None
@@ -503,6 +504,8 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame, check_nobs_vs_n
                                         with_spec=True)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"the random-effects model matrix of ({bar.text}) has infinite values")
         terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames,
                                 spec=spec))
     nl = np.array([t.nlevels for t in terms])

@@ -302,14 +302,19 @@ class LmerFit:
 
     @cached_property
     def coef(self) -> dict:
-        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames."""
+        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames.
+
+        As lme4's ``coef.merMod``, a random effect without a fixed effect of
+        the same name (for example one dropped for rank deficiency) gets a
+        fixed part of 0, in a column before the fixed effects.
+        """
+        fixef = self.fixef
+        missing = [c for re in self.ranef.values() for c in re.columns if c not in fixef.index]
+        fixef = pd.concat([pd.Series(0.0, index=list(dict.fromkeys(missing))), fixef])
         out = {}
         for g, re in self.ranef.items():
-            df = pd.DataFrame(np.tile(self.fixef.to_numpy(), (len(re), 1)), index=re.index,
-                              columns=self.fixef.index)
+            df = pd.DataFrame(np.tile(fixef.to_numpy(), (len(re), 1)), index=re.index, columns=fixef.index)
             for c in re.columns:
-                if c not in df.columns:
-                    raise ValueError(f"unable to align random effect {c!r} of {g!r} with a fixed effect")
                 df[c] = df[c] + re[c].to_numpy()
             out[g] = df
         return out

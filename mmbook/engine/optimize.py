@@ -317,26 +317,28 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True)
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        znew = np.minimum(np.maximum(z - step, lower[idx]), upper[idx])
-        fnew = fsub(znew)
+        if np.max(np.abs(step)) <= 1e-10 * max(1.0, float(np.max(np.abs(z)))):
+            break  # at the optimum to the last digits that matter: the derivatives describe this point
         # near the optimum the criterion's change is below its rounding noise (~1e-15 relative):
         # a short Newton step from an accurate gradient is then trusted over the comparison
         noise = 1e-14 * max(1.0, abs(fx)) if np.max(np.abs(step)) < 1e-4 else 0.0
-        if not fnew < fx + noise:
+        for t in (1.0, 0.5, 0.25):  # backtracking where the criterion is far from quadratic
+            znew = np.minimum(np.maximum(z - t * step, lower[idx]), upper[idx])
+            fnew = fsub(znew)
+            if fnew < fx + noise:
+                break
+        else:
             break
-        improvement = fx - fnew
         z, fx = znew, fnew
         x = x.copy()
         x[idx] = z
         derivs = None
-        if improvement < 1e-13 * max(1.0, abs(fx)) and np.max(np.abs(step)) < 1e-9:
-            break  # the derivatives of the previous point describe this one to ~1e-9
     return x, fx, derivs
 
 
 def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int = 100_000, starts=(),
                    grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=None, polish=True, polish_max_params=10,
-                   boundary_tol=1e-4, upper=None, central=False, polish_steps=1) -> OptimizeResult:
+                   boundary_tol=1e-4, upper=None, central=False, polish_steps=4) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``lower <= theta <= upper``.
 
     Parameters
