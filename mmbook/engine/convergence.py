@@ -17,7 +17,11 @@ central differences with step ``1e-4``):
   ratio below ``tol`` ("large eigenvalue ratio"): "Model is nearly
   unidentifiable".
 
-**Where mmbook differs from lme4.** The derivatives are taken in the
+**Where mmbook differs from lme4.** An eigenvalue counts as negative or
+zero against ``max(tol, 10 eps |d| / h^2)``, the rounding noise of a central
+second difference (lme4's fixed ``1e-6`` is below that noise once the
+criterion exceeds ~50, so it calls a flat direction "negative" at random).
+The derivatives are taken in the
 conditioned parameterisation the optimizer works in
 (:mod:`mmbook.engine.conditioning`: centred, unit-scale columns), not in
 lme4's ``theta``. The checks then measure the optimum, not the units of the
@@ -160,6 +164,7 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
 
     if derivs is not None and np.array_equal(derivs["x"], par) and np.array_equal(derivs["index"], idx):
         g, H, diag = derivs["gradient"], derivs["hessian"], None
+        h = derivs["step"]
         out.note = "derivatives from the optimizer's Newton polish at the optimum"
     else:
         f0 = f(par) if fun is None else fun
@@ -215,7 +220,11 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
                 out.messages.append(f"Model failed to converge with max|grad| = {out.max_grad:.6g} "
                                     f"(tol = {grad_tol:g}, component {int(np.argmax(mingrad)) + 1})")
     if check_hess and not out.singular and H is not None:
-        code, messages, ev = _check_hess(H, hess_tol)
+        # a central second difference with step h carries rounding noise of ~eps |f| / h^2 per
+        # entry; an eigenvalue within (10 times) that of zero is zero, not negative
+        f0 = fun if fun is not None else f(par)
+        noise = 10.0 * np.finfo(float).eps * max(1.0, abs(f0)) / h ** 2 if np.isfinite(f0) else 0.0
+        code, messages, ev = _check_hess(H, hess_tol, zero_tol=max(hess_tol, noise))
         out.hessian_eigenvalues = ev
         if code != 0:
             out.code = code if out.code == 0 or code < 0 else out.code
@@ -225,15 +234,17 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
     return out
 
 
-def _check_hess(H, tol):
-    """lme4's ``checkHess``: ``(code, messages, eigenvalues)``."""
+def _check_hess(H, tol, zero_tol=None):
+    """lme4's ``checkHess``: ``(code, messages, eigenvalues)``; ``zero_tol`` (default ``tol``) decides
+    which eigenvalues are negative or zero."""
+    zero_tol = tol if zero_tol is None else zero_tol
     if not np.all(np.isfinite(H)):
         return -6, ["Problem with Hessian check (infinite or missing values?)"], None
     try:
         ev = np.linalg.eigvalsh(H)[::-1]
     except np.linalg.LinAlgError:
         return -6, ["Problem with Hessian check (infinite or missing values?)"], None
-    negative = int(np.sum(ev < -tol))
+    negative = int(np.sum(ev < -zero_tol))
     if negative:
         return -3, [f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues"], ev
     try:
@@ -241,7 +252,7 @@ def _check_hess(H, tol):
         chol_ok = True
     except np.linalg.LinAlgError:
         chol_ok = False
-    if np.any(np.abs(ev) < tol) or not chol_ok:
+    if np.any(np.abs(ev) < zero_tol) or not chol_ok:
         return -4, ["Hessian is numerically singular: parameters are not uniquely determined"], ev
     code, messages = 0, []
     if ev.max() * tol > 1:

@@ -471,7 +471,8 @@ def _down_the_saddle(fc, x, fx, lower, upper, derivs, tol=1e-6):
         w, V = np.linalg.eigh(derivs["hessian"])
     except np.linalg.LinAlgError:
         return None
-    if not w[0] < -tol:
+    noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / derivs["step"] ** 2  # of a second difference
+    if not w[0] < -max(tol, noise):
         return None
     v = np.zeros_like(x)
     v[derivs["index"]] = V[:, 0]
