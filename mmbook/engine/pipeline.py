@@ -101,19 +101,21 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
-                               na_action=na_action)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, control=control, weights=weights, offset=offset,
+                               contrasts=contrasts, na_action=na_action)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, **frame_args) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2,
+                      control: LmerControl | None = None, **frame_args) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
 
     ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
-    go to :func:`mmbook.engine.design.model_frame`.
+    go to :func:`mmbook.engine.design.model_frame`; ``control`` supplies the
+    design's checks (``check_nobs_vs_nRE``).
 
     Raises
     ------
@@ -124,4 +126,6 @@ def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, **f
     if not f.random:
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          "or use mmbook.lm for a model without random effects")
-    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1, **frame_args)
+    control = check_control(control)
+    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1,
+                       check_nobs_vs_nRE=control.check_nobs_vs_nRE, **frame_args)

@@ -1,0 +1,448 @@
+"""A well-conditioned parameterisation of the same model, and the exact map back.
+
+The profiled criterion depends on the units of the data only through
+constants, but an optimizer does not: with ``Days`` in microseconds the
+relative covariance factor has entries of ``1e-7`` and ``1e5`` side by side,
+and a covariate near ``1e6`` makes ``X'X`` and ``Z'Z`` lose twelve of their
+sixteen digits to cancellation. mmbook therefore fits an *equivalent* model
+in centred and scaled columns and maps the result back, exactly.
+
+For every random-effects term, ``z~ = z S`` with ``S`` invertible (``q x q``):
+``S = sqrt(n) R^{-1}`` from the QR decomposition ``z = Q R``, so that the
+columns of ``z~`` are orthogonal and of unit scale (with an intercept
+first, the other columns come out centred); for a rank-deficient ``z``,
+columns centred on the constant when it is in their span and scaled.
+Likewise ``X~ = X G``, and ``y~ = (y - c_y) / s_y`` (centred only when the
+constant is in the column space of ``X``). The model is unchanged:
+
+.. math::
+
+    b = s_y S \\tilde b, \\qquad \\Psi = S \\tilde\\Psi S', \\qquad
+    T T' = S \\tilde T \\tilde T' S', \\qquad
+    \\beta = s_y G \\tilde\\beta + c_y w \\quad (X w = 1),
+
+so ``T`` is the lower-triangular factor of the LQ decomposition of
+``S T~`` (``S T~ = T Q``, ``Q`` orthogonal: no squaring of the condition
+number), and the spherical random effects map by ``u = s_y Q u~``. The
+criteria differ by constants (``|I + Z Lambda Lambda' Z'|`` is the same in
+both parameterisations, ``pwrss = s_y^2 pwrss~`` and
+``R_X R_X' = G^{-T} R~_X R~_X' G^{-1}``):
+
+.. math::
+
+    -2\\ell(\\theta) = -2\\tilde\\ell(\\tilde\\theta) + 2 d \\log s_y
+        - [\\text{REML}]\\, 2 \\log|\\det G|,
+    \\qquad d = n - p \\text{ (REML) or } n \\text{ (ML)}.
+
+The same constants give the closed-form invariances the tests check:
+scaling a column of ``X`` by ``c`` adds ``2 log|c|`` to the REML criterion
+and nothing to the ML deviance; scaling ``y`` by ``c`` adds
+``2 d log|c|``.
+
+:class:`ConditionedPLS` is the predictor every fit uses: the optimizer works
+on ``theta~`` (:meth:`ConditionedPLS.objective_par`), and every other method
+takes and returns the original units, so the fit object, intervals and
+tests see lme4's ``theta`` while the numbers are computed where they are
+accurate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.linalg as sla
+
+from .design import ModelFrame
+from .pls import PLS, PLSSolution
+
+__all__ = ["Conditioning", "ConditionedPLS", "lq_lower"]
+
+
+def lq_lower(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``M = L Q`` with ``L`` lower triangular (non-negative diagonal) and ``Q`` orthogonal.
+
+    Givens rotations of the columns (for the small ``q`` of a random-effects
+    term), or the QR decomposition of ``M'`` for larger matrices: backward
+    stable either way, so ``L`` is accurate even when ``M M'`` is
+    ill-conditioned (no Cholesky factor of a product is formed).
+    """
+    M = np.asarray(M, dtype=float)
+    k = M.shape[0]
+    if k == 1:
+        m = float(M[0, 0])
+        return np.array([[abs(m)]]), np.array([[-1.0 if m < 0 else 1.0]])
+    if k > 4:
+        Qt, R = np.linalg.qr(M.T)
+        d = np.where(np.diag(R) < 0, -1.0, 1.0)
+        return R.T * d[None, :], (Qt * d[None, :]).T
+    L = M.tolist()
+    Q = [[float(i == j) for j in range(k)] for i in range(k)]  # M = L Q: rotations act on L's columns, Q's rows
+    for i in range(k):
+        for j in range(k - 1, i, -1):  # zero L[i][j] against L[i][i]
+            a, b = L[i][i], L[i][j]
+            if b == 0.0:
+                continue
+            r = math.hypot(a, b)
+            c, s_ = a / r, b / r
+            for row in L:
+                x, y = row[i], row[j]
+                row[i], row[j] = c * x + s_ * y, -s_ * x + c * y
+            qi, qj = Q[i], Q[j]
+            for t in range(k):
+                x, y = qi[t], qj[t]
+                qi[t], qj[t] = c * x + s_ * y, -s_ * x + c * y
+        if L[i][i] < 0.0:
+            for row in L:
+                row[i] = -row[i]
+            Q[i] = [-v for v in Q[i]]
+    for i in range(k):
+        for j in range(i + 1, k):
+            L[i][j] = 0.0
+    return np.array(L), np.array(Q)
+
+
+def constant_direction(M: np.ndarray, tol: float = 1e-9) -> np.ndarray | None:
+    """``w`` with ``M w = 1`` when the constant is in the column space of ``M``, else None.
+
+    A constant column gives ``w`` exactly; otherwise (dummy columns of a
+    factor without an intercept, ``0 + f``) least squares on the columns
+    scaled to unit root mean square, accepted when ``max|M w - 1| <= tol``.
+    """
+    n, k = M.shape
+    if n == 0 or k == 0:
+        return None
+    first = M[0]
+    const = np.all(M == first[None, :], axis=0) & (first != 0)
+    w = np.zeros(k)
+    if const.any():
+        j = int(np.flatnonzero(const)[0])
+        w[j] = 1.0 / first[j]
+        return w
+    rms = np.sqrt(np.mean(M ** 2, axis=0))
+    rms[~(rms > 0)] = 1.0
+    ws = np.linalg.lstsq(M / rms, np.ones(n), rcond=None)[0]
+    w = ws / rms
+    if not np.all(np.isfinite(w)) or np.max(np.abs(M @ w - 1.0)) > tol:
+        return None
+    w[np.abs(ws) <= 1e-12 * np.max(np.abs(ws))] = 0.0
+    return w
+
+
+def _qr_map(M: np.ndarray) -> np.ndarray | None:
+    """``S = sqrt(n) R^{-1}`` from ``M = Q R``: ``M S = sqrt(n) Q`` has orthogonal columns of unit scale.
+
+    Upper triangular, so with an intercept first the other columns come out
+    centred (and a covariate far from zero, or an interaction of such a
+    covariate with a factor, loses nothing to cancellation). None when
+    ``M`` is (nearly) rank deficient.
+    """
+    n, k = M.shape
+    if n < k or k == 0:
+        return None
+    R = np.linalg.qr(M, mode="r")
+    d = np.abs(np.diag(R))
+    if not (np.all(np.isfinite(R)) and np.all(d > 1e-10 * d.max())):
+        return None
+    R = R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
+    return sla.solve_triangular(R, np.eye(k) * np.sqrt(n))
+
+
+def _column_map(M: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """``S`` with the columns of ``M S`` centred (when ``M w = 1``) and of unit scale.
+
+    The columns that make up the constant (the support of ``w``) are only
+    scaled, to unit root mean square; every other column ``j`` becomes
+    ``(M_j - mean_j M w) / sd_j``. ``S = (I - w m') D`` is invertible
+    (``m' w = 0``, the centred columns being outside the support of ``w``).
+    """
+    k = M.shape[1]
+    S = np.eye(k)
+    if M.shape[0] == 0 or k == 0:
+        return S
+    support = np.zeros(k, dtype=bool) if w is None else w != 0
+    for j in range(k):
+        col = M[:, j]
+        if w is not None and not support[j]:
+            m = float(col.mean())
+            sd = float(np.sqrt(np.mean((col - m) ** 2)))
+            if sd > 0 and np.isfinite(sd):
+                S[:, j] = -m * w / sd
+                S[j, j] = 1.0 / sd
+                continue
+        rms = float(np.sqrt(np.mean(col ** 2)))
+        if rms > 0 and np.isfinite(rms):
+            S[j, j] = 1.0 / rms
+    return S
+
+
+def _map(M: np.ndarray, w="find") -> np.ndarray:
+    """:func:`_qr_map`, or :func:`_column_map` where ``M`` is rank deficient."""
+    S = _qr_map(M)
+    if S is not None:
+        return S
+    return _column_map(M, constant_direction(M) if isinstance(w, str) else w)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """The column maps from the original model to its well-conditioned equivalent.
+
+    Attributes
+    ----------
+    S : tuple of ndarray
+        Per random-effects term, ``z~ = z S`` (``q x q``).
+    G : ndarray, shape (p, p)
+        ``X~ = X G``.
+    w : ndarray, shape (p,)
+        ``X w = 1`` (zeros when the constant is not in the column space of ``X``).
+    c_y, s_y : float
+        ``y~ = (y - c_y) / s_y``.
+    """
+
+    S: tuple
+    G: np.ndarray
+    w: np.ndarray
+    c_y: float
+    s_y: float
+
+    @classmethod
+    def of(cls, mf: ModelFrame, enabled: bool = True) -> "Conditioning":
+        """The conditioning of a model frame (the identity when ``enabled`` is False)."""
+        p = mf.p
+        if not enabled:
+            return cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
+        S = tuple(_map(t.z) for t in mf.terms)
+        w = constant_direction(mf.X)
+        G = _map(mf.X, w)
+        y = mf.y_offset  # the response the penalized least squares problem fits (y minus any offset)
+        if w is not None:
+            c_y = float(np.mean(y))
+            s_y = float(np.sqrt(np.mean((y - c_y) ** 2)))
+        else:
+            w = np.zeros(p)
+            c_y = 0.0
+            s_y = float(np.sqrt(np.mean(y ** 2))) if len(y) else 1.0
+        if not (s_y > 0 and np.isfinite(s_y)):
+            s_y = 1.0
+        return cls(S=S, G=G, w=w, c_y=c_y, s_y=s_y)
+
+    @property
+    def log_abs_det_G(self) -> float:
+        return float(np.linalg.slogdet(self.G)[1]) if len(self.G) else 0.0
+
+    def frame(self, mf: ModelFrame) -> ModelFrame:
+        """The conditioned model frame: ``y~``, ``X~`` and terms with ``z~`` (other fields shared)."""
+        terms = [replace(t, z=np.ascontiguousarray(t.z @ S)) for t, S in zip(mf.terms, self.S)]
+        # the offset is taken out of y here (prior weights stay: they scale rows, not columns)
+        return replace(mf, y=(mf.y_offset - self.c_y) / self.s_y, offset=None,
+                       X=np.ascontiguousarray(mf.X @ self.G), terms=terms)
+
+    def offset(self, n: int, p: int, REML: bool) -> float:
+        """Original criterion minus the conditioned one (a constant)."""
+        dof = n - p if REML else n
+        out = 2.0 * dof * np.log(self.s_y)
+        if REML:
+            out -= 2.0 * self.log_abs_det_G
+        return float(out)
+
+
+class ConditionedPLS:
+    """The predictor of :class:`~mmbook.engine.pls.PLS`, computed in a well-conditioned parameterisation.
+
+    Every method takes and returns the original units (``theta`` of lme4,
+    ``beta`` and ``b`` on the data's scale), and agrees with ``PLS(mf)``
+    wherever that one is accurate. The optimizer works on the conditioned
+    parameters through :meth:`objective_par`; :meth:`theta_of` and
+    :meth:`par_of` map between the two (per term, ``T = LQ(S T~)``).
+
+    Parameters
+    ----------
+    mf : ModelFrame
+    REML : bool
+    condition : bool
+        False: the identity map (the raw parameterisation, as lme4's).
+    """
+
+    def __init__(self, mf: ModelFrame, REML: bool = True, condition: bool = True, _cond=None):
+        self.mf = mf
+        self.cond = Conditioning.of(mf, condition) if _cond is None else _cond
+        self.inner = PLS(self.cond.frame(mf), REML=REML)
+        self.terms = mf.terms
+        self.n, self.p = mf.n, mf.p
+        self.X, self.y = mf.X, mf.y
+        self.theta_offsets = self.inner.theta_offsets
+        self.lower = self.inner.lower
+        self.theta0 = self.inner.theta0
+        self.offset = self.cond.offset(self.inner.response.n, self.p, REML)  # n: rows with positive weight
+        self._maps = [_TermMap(S) for S in self.cond.S]
+        self._GinvT = np.linalg.inv(self.cond.G).T if self.p else self.cond.G
+        self._logdetG = self.cond.log_abs_det_G
+        self._GinvT_lower = bool(np.array_equal(self._GinvT, np.tril(self._GinvT))
+                                 and np.all(np.diag(self._GinvT) > 0))
+        self._cache: dict = {}
+
+    @property
+    def REML(self) -> bool:
+        return self.inner.REML
+
+    @property
+    def response(self):
+        return self.inner.response
+
+    def with_REML(self, REML: bool) -> "ConditionedPLS":
+        """The same predictor with the other criterion (REML or ML deviance)."""
+        return ConditionedPLS(self.mf, REML=REML, _cond=self.cond)
+
+    # ------------------------------------------------------------ the maps
+    def theta_of(self, par: np.ndarray) -> np.ndarray:
+        """``theta`` (original units) of conditioned parameters ``par``."""
+        par = np.asarray(par, dtype=float)
+        theta = np.empty_like(par)
+        o = self.theta_offsets
+        for k, m in enumerate(self._maps):
+            theta[o[k]:o[k + 1]] = m.forward(par[o[k]:o[k + 1]])
+        self._remember(theta, par)
+        return theta
+
+    def par_of(self, theta: np.ndarray) -> np.ndarray:
+        """Conditioned parameters of ``theta`` (original units)."""
+        theta = np.asarray(theta, dtype=float)
+        hit = self._cache.get(theta.tobytes())
+        if hit is not None:
+            return hit.copy()
+        par = np.empty_like(theta)
+        o = self.theta_offsets
+        for k, m in enumerate(self._maps):
+            par[o[k]:o[k + 1]] = m.backward(theta[o[k]:o[k + 1]])
+        return par
+
+    def _remember(self, theta, par):
+        # theta_of(par) followed by par_of(theta) returns par exactly (the fit's estimates)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[theta.tobytes()] = par.copy()
+
+    def start_par(self) -> np.ndarray:
+        """Conditioned starting parameters (:meth:`PLS.moment_start` of the conditioned model)."""
+        return self.inner.moment_start()
+
+    def moment_start(self) -> np.ndarray:
+        return self.theta_of(self.start_par())
+
+    def is_singular(self, theta: np.ndarray, tol: float) -> bool:
+        """A diagonal element of some ``T~`` below ``tol`` (decided in the conditioned parameterisation)."""
+        return bool(np.any(self.par_of(theta)[self.lower == 0] < tol))
+
+    # ---------------------------------------------------------- criterion
+    def objective_par(self, par: np.ndarray) -> float:
+        """The criterion at conditioned parameters, in the conditioned units (the optimizer's function).
+
+        ``inf`` where it is not defined (a factor that is not positive
+        definite; non-finite parameters), without numpy's warnings.
+        """
+        par = np.asarray(par, dtype=float)
+        if not np.all(np.isfinite(par)):
+            return np.inf
+        with np.errstate(all="ignore"):
+            v = self.inner.objective(par)
+        return v if np.isfinite(v) else np.inf
+
+    def objective(self, theta: np.ndarray) -> float:
+        """Profiled REML criterion or ML deviance at ``theta``, original units (``inf`` where undefined)."""
+        theta = np.asarray(theta, dtype=float)
+        if not np.all(np.isfinite(theta)):
+            return np.inf
+        return self.objective_par(self.par_of(theta)) + self.offset
+
+    def T(self, k: int, theta: np.ndarray) -> np.ndarray:
+        o = self.theta_offsets
+        return self.terms[k].T(np.asarray(theta, dtype=float)[o[k]:o[k + 1]])
+
+    def __getattr__(self, name):
+        """Anything else of :class:`PLS` (``factor``, the cross-products, ...): from the plain predictor.
+
+        Those work in the original parameterisation (lme4's ``L``, ``R_X``);
+        the plain predictor is built on first use.
+        """
+        if name.startswith("__") or name in ("mf", "inner", "_plain_pls"):
+            raise AttributeError(name)
+        plain = self.__dict__.get("_plain_pls")
+        if plain is None:
+            plain = self.__dict__["_plain_pls"] = PLS(self.mf, REML=self.inner.REML)
+        return getattr(plain, name)
+
+    def reweight(self, sqrtw=None, y=None) -> "ConditionedPLS":
+        """:meth:`PLS.reweight` with ``y`` in the original units."""
+        if y is not None:
+            self.y = np.asarray(y, dtype=float)
+            y = (self.y - self.cond.c_y) / self.cond.s_y
+        self.inner.reweight(sqrtw, y)
+        return self
+
+    # ------------------------------------------------------------ solution
+    def solve(self, theta: np.ndarray) -> PLSSolution:
+        """:meth:`PLS.solve` at ``theta``, every piece in the original units."""
+        theta = np.asarray(theta, dtype=float)
+        par = self.par_of(theta)
+        s = self.inner.solve(par)
+        c = self.cond
+        beta = c.s_y * (c.G @ s.beta) + c.c_y * c.w
+        u, gamma = [], []
+        o = self.theta_offsets
+        for k, (m, S) in enumerate(zip(self._maps, c.S)):
+            Q = m.rotation(par[o[k]:o[k + 1]])
+            u.append(c.s_y * (s.u[k] if Q is None else s.u[k] @ Q.T))
+            gamma.append(c.s_y * (s.gamma[k] @ S.T))
+        if not self.p:
+            RX = s.RX
+        elif self._GinvT_lower:  # G^{-T} R~_X is lower triangular with a positive diagonal
+            RX = self._GinvT @ s.RX
+        else:
+            RX = lq_lower(self._GinvT @ s.RX)[0]
+        return PLSSolution(theta=theta.copy(), beta=beta, u=u, gamma=gamma, pwrss=c.s_y ** 2 * s.pwrss,
+                           logdet_L=s.logdet_L, logdet_RX=s.logdet_RX - 2.0 * self._logdetG, RX=RX)
+
+    def condvar(self, theta: np.ndarray) -> list[np.ndarray]:
+        """:meth:`PLS.condvar` at ``theta`` in the original units: ``S V~ S'`` per level."""
+        V = self.inner.condvar(self.par_of(theta))
+        return [np.matmul(np.matmul(S[None], v), S.T[None]) for S, v in zip(self.cond.S, V)]
+
+
+class _TermMap:
+    """``theta_k`` <-> ``theta~_k`` for one term with ``z~ = z S``: ``T = LQ(S T~)``, ``T~ = LQ(S^{-1} T)``.
+
+    A diagonal ``S`` (no centring) keeps ``S T~`` lower triangular: the map
+    is then a scaling of ``T``'s rows, with no rotation.
+    """
+
+    def __init__(self, S):
+        self.S = S
+        self.Sinv = np.linalg.inv(S)
+        self.q = len(S)
+        cols, rows = np.triu_indices(self.q)  # column-major lower triangle (lme4's order)
+        self.rows, self.cols = rows, cols
+        self.diagonal = np.array_equal(S, np.diag(np.diag(S)))
+        self.row_scale = np.diag(S)[rows]
+
+    def _T(self, v):
+        T = np.zeros((self.q, self.q))
+        T[self.rows, self.cols] = v
+        return T
+
+    def forward(self, par_k):
+        if self.diagonal:
+            return self.row_scale * par_k
+        return lq_lower(self.S @ self._T(par_k))[0][self.rows, self.cols]
+
+    def backward(self, theta_k):
+        if self.diagonal:
+            return theta_k / self.row_scale
+        return lq_lower(self.Sinv @ self._T(theta_k))[0][self.rows, self.cols]
+
+    def rotation(self, par_k):
+        """``Q`` of ``S T~ = T Q`` (None for the identity)."""
+        if self.diagonal:
+            return None
+        return lq_lower(self.S @ self._T(par_k))[1]
