@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .conditioning import ConditionedPLS
+from .conditioning import ConditionedPLS, column_moments
 from .control import (ConvergenceError, ConvergenceWarning, LmerControl, PredictorScaleWarning, SingularFitWarning,
                       blas_threads)
 from .convergence import check_conv
@@ -109,12 +109,16 @@ def scale_message(X: np.ndarray, tol: float = 1000.0) -> str | None:
     that the fit is not affected (it optimises in a rescaled
     parameterisation).
     """
-    if X.shape[1] == 0 or X.shape[0] < 2:
+    n = X.shape[0]
+    if X.shape[1] == 0 or n < 2:
         return None
-    cont = ~np.all((X == 0) | (X == 1), axis=0)
-    if not cont.any():
+    # 0/1 columns (dummies) are left out: a cheap look at a few rows, then a full pass on candidates
+    look = X[np.linspace(0, n - 1, min(n, 16)).astype(int)]
+    binary = np.array([bool(np.all((look[:, j] == 0) | (look[:, j] == 1)))
+                       and bool(np.all((X[:, j] == 0) | (X[:, j] == 1))) for j in range(X.shape[1])])
+    if binary.all():
         return None
-    sd = X[:, cont].std(axis=0, ddof=1)
+    sd = column_moments(X[:, ~binary])[1] * np.sqrt(n / (n - 1))  # R's sd
     sd = sd[sd > 0]
     if not sd.size:
         return None
