@@ -466,8 +466,10 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         last = first
         messages.append(f"convergence code {first.code} from {first.optimizer}: {first.message}")
         if len(runs) > 1:
-            messages.append(f"{len(runs) - 1} restart{'s' if len(runs) > 2 else ''} did not end normally either: "
-                            + "; ".join(f"{r.optimizer} from {r.start}: {r.message}" for r in runs[1:]))
+            messages.append(f"{len(runs) - 1} restart{'s' if len(runs) > 2 else ''}, none ending normally at the "
+                            "lowest point: " + "; ".join(
+                                f"{r.optimizer} from {r.start}: {r.message}"
+                                + (f" (at a higher criterion, {r.fun:.10g})" if r.ok else "") for r in runs[1:]))
     history = [dict(optimizer=r.optimizer, start=r.start, fun=r.fun, nfev=r.nfev, ok=r.ok, message=r.message)
                for r in runs]
     return OptimizeResult(theta=x, fun=float(fc(x)) if np.isfinite(fx) else np.inf, nfev=fc.n,

@@ -85,9 +85,11 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
                          starts=starts, grad_step=control.grad_step, ftol=control.ftol, gtol=control.gtol,
                          polish=control.polish, central=control.central, boundary_tol=control.singular_tol)
     if not np.isfinite(opt.fun):
+        if mf.n and np.all(mf.y == mf.y[0]):
+            raise ValueError(f"the response is constant ({mf.y[0]:g}): the residual variance is zero and the "
+                             "criterion is not defined (lme4 returns a meaningless fit here)")
         raise ValueError("the criterion is not finite anywhere the optimizer looked: the model cannot be "
-                         "fitted to these data (is the response constant, or a column of X or Z all zero "
-                         "or collinear?)")
+                         "fitted to these data (is a column of X or Z all zero, or are X and Z collinear?)")
     opt.par = opt.theta
     opt.theta = pls.theta_of(opt.par)
     opt.fun = opt.fun + pls.offset
