@@ -53,7 +53,7 @@ def test_criterion_never_finite_is_not_converged():
     r = minimize_theta(lambda x: np.inf, np.array([1.0]), np.array([0.0]), starts=[("other", np.array([2.0]))])
     assert not r.converged and r.code != 0 and not np.isfinite(r.fun)
     assert r.messages[0].startswith("convergence code -1 from L-BFGS-B: the criterion is not finite")
-    assert "did not end normally either" in r.messages[1]
+    assert "none ending normally at the lowest point" in r.messages[1]
 
 
 def test_nan_criterion_is_infinite_to_the_optimizer():
@@ -296,3 +296,9 @@ def test_bootstrap_collects_the_refits_messages(sleep, monkeypatch):
         draws = bootstrap(bad, lambda f: f.objective, nsim=4, seed=1)
     assert len([w for w in rec if issubclass(w.category, ConvergenceWarning)]) == 1
     assert draws.n_not_converged == 4
+
+
+def test_constant_response_is_a_clear_error(sleep):
+    d = sleep.assign(Reaction=250.0)
+    with pytest.raises(ValueError, match=r"the response is constant \(250\)"):
+        mmbook.lmer(SLEEP, d)

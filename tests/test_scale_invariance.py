@@ -183,3 +183,18 @@ def test_conditioned_solution_matches_raw_where_raw_is_accurate(sleep, base):
     for x, y in zip(fit.pls.condvar(theta), raw.condvar(theta)):
         np.testing.assert_allclose(x, y, rtol=1e-9)
     np.testing.assert_allclose(fit.pls.theta_of(fit.pls.par_of(theta)), theta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("REML", [True, False])
+def test_interaction_of_a_far_covariate_with_a_factor(REML):
+    """x:f with x = 1e6 + N(0, 1): after centring, x:f is still nearly collinear with f (found by
+    the fuzz tests: the criterion was noisy at 1e-4 and the fit reported no convergence). The same
+    model as xc * f (X = X_c A with det A = 1), so the criteria are equal."""
+    d = _far_from_zero(1e6, seed=3)
+    d["f"] = np.where(np.arange(len(d)) % 3 == 0, "a", "b")
+    cen = _fit("y ~ xc * f + (xc | g)", d, REML)
+    fit = _fit("y ~ x * f + (x | g)", d, REML)
+    assert fit.opt.converged and fit.convergence.code == 0
+    assert fit.objective == pytest.approx(cen.objective, abs=1e-8 * abs(cen.objective))
+    np.testing.assert_allclose(fit.fixef["x:fb"], cen.fixef["xc:fb"], rtol=1e-6)
+    np.testing.assert_allclose(fit.fitted, cen.fitted, rtol=1e-7, atol=1e-8 * np.abs(d.y).max())

@@ -8,12 +8,13 @@ sixteen digits to cancellation. mmbook therefore fits an *equivalent* model
 in centred and scaled columns and maps the result back, exactly.
 
 For every random-effects term, ``z~ = z S`` with ``S`` invertible (``q x q``):
-``S = sqrt(n) R^{-1}`` from the QR decomposition ``z = Q R``, so that the
-columns of ``z~`` are orthogonal and of unit scale (with an intercept
-first, the other columns come out centred); for a rank-deficient ``z``,
-columns centred on the constant when it is in their span and scaled.
-Likewise ``X~ = X G``, and ``y~ = (y - c_y) / s_y`` (centred only when the
-constant is in the column space of ``X``). The model is unchanged:
+when the constant is in the span of the term's columns (an intercept, or
+the dummies of a factor), the other columns are centred on it; every
+column is scaled to unit size; columns still nearly collinear after that
+(an interaction of a far-from-zero covariate with a factor) are
+orthogonalised. Likewise ``X~ = X G``, and ``y~ = (y - c_y) / s_y``
+(centred only when the constant is in the column space of ``X``). The
+model is unchanged:
 
 .. math::
 
@@ -57,7 +58,7 @@ import scipy.linalg as sla
 from .design import ModelFrame
 from .pls import PLS, PLSSolution
 
-__all__ = ["Conditioning", "ConditionedPLS", "lq_lower"]
+__all__ = ["Conditioning", "ConditionedPLS", "lq_lower", "column_moments", "constant_direction"]
 
 
 def lq_lower(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,13 +114,12 @@ def constant_direction(M: np.ndarray, tol: float = 1e-9) -> np.ndarray | None:
     n, k = M.shape
     if n == 0 or k == 0:
         return None
-    first = M[0]
-    const = np.all(M == first[None, :], axis=0) & (first != 0)
     w = np.zeros(k)
-    if const.any():
-        j = int(np.flatnonzero(const)[0])
-        w[j] = 1.0 / first[j]
-        return w
+    first = M[0]
+    for j in range(k):  # a constant column: three cheap looks, then one pass over that column only
+        if first[j] != 0 and M[-1, j] == first[j] and M[n // 2, j] == first[j] and np.all(M[:, j] == first[j]):
+            w[j] = 1.0 / first[j]
+            return w
     rms = np.sqrt(np.mean(M ** 2, axis=0))
     rms[~(rms > 0)] = 1.0
     ws = np.linalg.lstsq(M / rms, np.ones(n), rcond=None)[0]
@@ -130,23 +130,21 @@ def constant_direction(M: np.ndarray, tol: float = 1e-9) -> np.ndarray | None:
     return w
 
 
-def _qr_map(M: np.ndarray) -> np.ndarray | None:
-    """``S = sqrt(n) R^{-1}`` from ``M = Q R``: ``M S = sqrt(n) Q`` has orthogonal columns of unit scale.
+def column_moments(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, standard deviations (divisor ``n``) and root mean squares of the columns of ``M``.
 
-    Upper triangular, so with an intercept first the other columns come out
-    centred (and a covariate far from zero, or an interaction of such a
-    covariate with a factor, loses nothing to cancellation). None when
-    ``M`` is (nearly) rank deficient.
+    One shifted pass and BLAS (numpy's column reductions of a tall ``(n, 2)``
+    array are slow); the shift by the first row keeps ``E[d^2] - E[d]^2``
+    free of cancellation for a column far from zero.
     """
-    n, k = M.shape
-    if n < k or k == 0:
-        return None
-    R = np.linalg.qr(M, mode="r")
-    d = np.abs(np.diag(R))
-    if not (np.all(np.isfinite(R)) and np.all(d > 1e-10 * d.max())):
-        return None
-    R = R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
-    return sla.solve_triangular(R, np.eye(k) * np.sqrt(n))
+    n = M.shape[0]
+    x0 = M[0]
+    D = M - x0
+    s1 = np.ones(n) @ D / n
+    s2 = np.einsum("ij,ij->j", D, D) / n
+    sd = np.sqrt(np.maximum(s2 - s1 * s1, 0.0))
+    rms = np.sqrt(np.maximum(s2 + 2.0 * x0 * s1 + x0 * x0, 0.0))
+    return x0 + s1, sd, rms
 
 
 def _column_map(M: np.ndarray, w: np.ndarray | None) -> np.ndarray:
@@ -157,32 +155,56 @@ def _column_map(M: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     ``(M_j - mean_j M w) / sd_j``. ``S = (I - w m') D`` is invertible
     (``m' w = 0``, the centred columns being outside the support of ``w``).
     """
-    k = M.shape[1]
+    n, k = M.shape
     S = np.eye(k)
-    if M.shape[0] == 0 or k == 0:
+    if n == 0 or k == 0:
         return S
+    mean, sd, rms = column_moments(M)
     support = np.zeros(k, dtype=bool) if w is None else w != 0
     for j in range(k):
-        col = M[:, j]
-        if w is not None and not support[j]:
-            m = float(col.mean())
-            sd = float(np.sqrt(np.mean((col - m) ** 2)))
-            if sd > 0 and np.isfinite(sd):
-                S[:, j] = -m * w / sd
-                S[j, j] = 1.0 / sd
-                continue
-        rms = float(np.sqrt(np.mean(col ** 2)))
-        if rms > 0 and np.isfinite(rms):
-            S[j, j] = 1.0 / rms
+        if w is not None and not support[j] and sd[j] > 0 and np.isfinite(sd[j]):
+            S[:, j] = -mean[j] * w / sd[j]
+            S[j, j] = 1.0 / sd[j]
+        elif rms[j] > 0 and np.isfinite(rms[j]):
+            S[j, j] = 1.0 / rms[j]
     return S
 
 
-def _map(M: np.ndarray, w="find") -> np.ndarray:
-    """:func:`_qr_map`, or :func:`_column_map` where ``M`` is rank deficient."""
-    S = _qr_map(M)
-    if S is not None:
-        return S
-    return _column_map(M, constant_direction(M) if isinstance(w, str) else w)
+def _condition_columns(M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(S, M S, w)``: ``M S`` has centred, unit-scale, (nearly) orthogonal columns; ``M w = 1`` or None.
+
+    First :func:`_column_map` (centre on the constant when it is in the span
+    of the columns, scale). Columns that are still nearly collinear (a
+    far-from-zero covariate's interaction with a factor, against the
+    factor) are then orthogonalised: ``R`` from the Cholesky factor of their
+    Gram matrix ``C = (M S)'(M S) / n`` (well enough conditioned after the
+    centring), or from a QR decomposition when ``C`` is too ill-conditioned
+    for that, and ``S <- S R^{-1}``. Rank-deficient columns keep the first
+    map.
+    """
+    n, k = M.shape
+    w = constant_direction(M)
+    S = _column_map(M, w)
+    M1 = np.ascontiguousarray(M @ S)
+    if n < k or k < 2:
+        return S, M1, w
+    C = (M1.T @ M1) / n
+    if not np.all(np.isfinite(C)):
+        return S, M1, w
+    ev = np.linalg.eigvalsh(C)
+    if ev[0] > 1e-4 * ev[-1]:  # well conditioned already: keep the simple map
+        return S, M1, w
+    if ev[0] <= 1e-20 * ev[-1]:  # rank deficient: nothing to orthogonalise
+        return S, M1, w
+    try:
+        R = np.linalg.cholesky(C).T if ev[0] > 1e-12 * ev[-1] else None
+    except np.linalg.LinAlgError:
+        R = None
+    if R is None:
+        R = np.linalg.qr(M1, mode="r") / np.sqrt(n)
+        R = R * np.where(np.diag(R) < 0, -1.0, 1.0)[:, None]
+    Rinv = sla.solve_triangular(R, np.eye(k))
+    return S @ Rinv, np.ascontiguousarray(M1 @ Rinv), w
 
 
 @dataclass(frozen=True)
@@ -208,14 +230,21 @@ class Conditioning:
     s_y: float
 
     @classmethod
-    def of(cls, mf: ModelFrame, enabled: bool = True) -> "Conditioning":
-        """The conditioning of a model frame (the identity when ``enabled`` is False)."""
+    def of(cls, mf: ModelFrame, enabled: bool = True) -> tuple["Conditioning", ModelFrame]:
+        """The conditioning of a model frame and the conditioned frame (``y~``, ``X~``, terms with ``z~``).
+
+        With ``enabled=False``, the identity map and the frame itself.
+        """
         p = mf.p
         if not enabled:
-            return cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
-        S = tuple(_map(t.z) for t in mf.terms)
-        w = constant_direction(mf.X)
-        G = _map(mf.X, w)
+            ident = cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
+            return ident, mf
+        S, terms = [], []
+        for t in mf.terms:
+            St, zt, _ = _condition_columns(t.z)
+            S.append(St)
+            terms.append(replace(t, z=zt))
+        G, X, w = _condition_columns(mf.X)
         y = mf.y_offset  # the response the penalized least squares problem fits (y minus any offset)
         if w is not None:
             c_y = float(np.mean(y))
@@ -226,18 +255,13 @@ class Conditioning:
             s_y = float(np.sqrt(np.mean(y ** 2))) if len(y) else 1.0
         if not (s_y > 0 and np.isfinite(s_y)):
             s_y = 1.0
-        return cls(S=S, G=G, w=w, c_y=c_y, s_y=s_y)
+        cond = cls(S=tuple(S), G=G, w=w, c_y=c_y, s_y=s_y)
+        # the offset is taken out of y here (prior weights stay: they scale rows, not columns)
+        return cond, replace(mf, y=(y - c_y) / s_y, offset=None, X=X, terms=terms)
 
     @property
     def log_abs_det_G(self) -> float:
         return float(np.linalg.slogdet(self.G)[1]) if len(self.G) else 0.0
-
-    def frame(self, mf: ModelFrame) -> ModelFrame:
-        """The conditioned model frame: ``y~``, ``X~`` and terms with ``z~`` (other fields shared)."""
-        terms = [replace(t, z=np.ascontiguousarray(t.z @ S)) for t, S in zip(mf.terms, self.S)]
-        # the offset is taken out of y here (prior weights stay: they scale rows, not columns)
-        return replace(mf, y=(mf.y_offset - self.c_y) / self.s_y, offset=None,
-                       X=np.ascontiguousarray(mf.X @ self.G), terms=terms)
 
     def offset(self, n: int, p: int, REML: bool) -> float:
         """Original criterion minus the conditioned one (a constant)."""
@@ -267,8 +291,12 @@ class ConditionedPLS:
 
     def __init__(self, mf: ModelFrame, REML: bool = True, condition: bool = True, _cond=None):
         self.mf = mf
-        self.cond = Conditioning.of(mf, condition) if _cond is None else _cond
-        self.inner = PLS(self.cond.frame(mf), REML=REML)
+        if _cond is None:
+            self.cond, frame = Conditioning.of(mf, condition)
+        else:
+            self.cond, frame = _cond
+        self._frame = frame
+        self.inner = PLS(frame, REML=REML)
         self.terms = mf.terms
         self.n, self.p = mf.n, mf.p
         self.X, self.y = mf.X, mf.y
@@ -293,7 +321,7 @@ class ConditionedPLS:
 
     def with_REML(self, REML: bool) -> "ConditionedPLS":
         """The same predictor with the other criterion (REML or ML deviance)."""
-        return ConditionedPLS(self.mf, REML=REML, _cond=self.cond)
+        return ConditionedPLS(self.mf, REML=REML, _cond=(self.cond, self._frame))
 
     # ------------------------------------------------------------ the maps
     def theta_of(self, par: np.ndarray) -> np.ndarray:

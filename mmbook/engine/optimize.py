@@ -290,10 +290,19 @@ def _bobyqa(fc, x0, lower, upper, *, maxfun, start):
 def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True):
     """Newton steps on the free parameters with a finite-difference Hessian; derivatives at the end.
 
-    Returns ``(x, fx, derivs)``; ``derivs`` holds the gradient and Hessian at
-    the returned ``x`` (None when no parameter is free, or a step would
-    leave the bounds). Nothing from the linear algebra escapes: a singular
-    or non-finite Hessian just ends the polish.
+    The Hessian (lme4's ``deriv12``: central differences, ``2k^2``
+    evaluations) is computed once and reused while the steps succeed; the
+    gradient is recomputed at every point (``4k`` evaluations: central
+    differences at ``h`` and ``h/2`` combined by Richardson extrapolation,
+    which removes their ``h^2`` error). The steps stop when the next one
+    would be negligible (below ``1e-10`` or below what the criterion's
+    rounding noise can confirm).
+
+    Returns ``(x, fx, derivs)``; ``derivs`` holds the gradient at the
+    returned ``x`` and the last Hessian computed (None when no parameter is
+    free, or a difference step would leave the bounds). Nothing from the
+    linear algebra escapes: a singular or non-finite Hessian just ends the
+    polish.
     """
     free = ~((lower == 0) & (x < boundary_tol))
     if not free.any():
@@ -306,12 +315,17 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True)
         return fc(xx)
 
     z = x[idx].copy()
-    derivs = None
+    derivs, H = None, None
+    noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
         h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
         if np.any(z - h < lower[idx]) or np.any(z + h > upper[idx]):
             break
-        g, H = deriv12(fsub, z, h, fx)
+        fresh = H is None
+        if fresh:
+            g, H = deriv12(fsub, z, h, fx)
+        else:
+            g = _central_gradient(fsub, z, h)
         # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4 it
         # is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
         g = (4.0 * _central_gradient(fsub, z, h / 2) - g) / 3.0
@@ -324,18 +338,22 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True)
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        if np.max(np.abs(step)) <= 1e-10 * max(1.0, float(np.max(np.abs(z)))):
-            break  # at the optimum to the last digits that matter: the derivatives describe this point
+        if (np.max(np.abs(step)) <= 1e-10 * max(1.0, float(np.max(np.abs(z))))
+                or 0.5 * float(g @ step) <= noise):
+            break  # nothing left that the criterion can confirm: the derivatives describe this point
         # near the optimum the criterion's change is below its rounding noise (~1e-15 relative):
         # a short Newton step from an accurate gradient is then trusted over the comparison
-        noise = 1e-14 * max(1.0, abs(fx)) if np.max(np.abs(step)) < 1e-4 else 0.0
+        slack = noise if np.max(np.abs(step)) < 1e-4 else 0.0
         for t in (1.0, 0.5, 0.25):  # backtracking where the criterion is far from quadratic
             znew = np.minimum(np.maximum(z - t * step, lower[idx]), upper[idx])
             fnew = fsub(znew)
-            if fnew < fx + noise:
+            if fnew < fx + slack:
                 break
         else:
-            break
+            if fresh:
+                break
+            H = None  # the reused Hessian may be stale: compute it here and try again
+            continue
         z, fx = znew, fnew
         x = x.copy()
         x[idx] = z
@@ -459,8 +477,10 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         last = first
         messages.append(f"convergence code {first.code} from {first.optimizer}: {first.message}")
         if len(runs) > 1:
-            messages.append(f"{len(runs) - 1} restart{'s' if len(runs) > 2 else ''} did not end normally either: "
-                            + "; ".join(f"{r.optimizer} from {r.start}: {r.message}" for r in runs[1:]))
+            messages.append(f"{len(runs) - 1} restart{'s' if len(runs) > 2 else ''}, none ending normally at the "
+                            "lowest point: " + "; ".join(
+                                f"{r.optimizer} from {r.start}: {r.message}"
+                                + (f" (at a higher criterion, {r.fun:.10g})" if r.ok else "") for r in runs[1:]))
     history = [dict(optimizer=r.optimizer, start=r.start, fun=r.fun, nfev=r.nfev, ok=r.ok, message=r.message)
                for r in runs]
     return OptimizeResult(theta=x, fun=float(fc(x)) if np.isfinite(fx) else np.inf, nfev=fc.n,

@@ -12,9 +12,10 @@ formula             lme4's formula language to fixed part and    :mod:`mmbook.en
 design              model frame: ``y``, ``X``, the terms         :mod:`mmbook.engine.design`
 criterion           predictor (PLS factor) + response            :mod:`mmbook.engine.pls`,
                     (profiled REML/ML criterion of ``theta``)    :mod:`mmbook.engine.response`
-optimize            minimum of the criterion over ``theta``      :mod:`mmbook.engine.optimize`
-check convergence   messages about the optimum (singular fit,    :mod:`mmbook.engine.stages`
-                    optimizer's own messages)
+optimize            minimum of the criterion over ``theta``, in  :mod:`mmbook.engine.optimize`,
+                    a well-conditioned parameterisation          :mod:`mmbook.engine.conditioning`
+check convergence   lme4's checkConv (gradient, Hessian),        :mod:`mmbook.engine.stages`,
+                    singular fit, the optimizer's own messages   :mod:`mmbook.engine.convergence`
 fit object          estimates and what follows from them         :mod:`mmbook.engine.fit`
 ==================  ===========================================  ==============================
 

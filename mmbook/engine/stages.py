@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .conditioning import ConditionedPLS
+from .conditioning import ConditionedPLS, column_moments
 from .control import (ConvergenceError, ConvergenceWarning, LmerControl, PredictorScaleWarning, SingularFitWarning,
                       blas_threads)
 from .convergence import check_conv
@@ -85,9 +85,11 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
                          starts=starts, grad_step=control.grad_step, ftol=control.ftol, gtol=control.gtol,
                          polish=control.polish, central=control.central, boundary_tol=control.singular_tol)
     if not np.isfinite(opt.fun):
+        if mf.n and np.all(mf.y == mf.y[0]):
+            raise ValueError(f"the response is constant ({mf.y[0]:g}): the residual variance is zero and the "
+                             "criterion is not defined (lme4 returns a meaningless fit here)")
         raise ValueError("the criterion is not finite anywhere the optimizer looked: the model cannot be "
-                         "fitted to these data (is the response constant, or a column of X or Z all zero "
-                         "or collinear?)")
+                         "fitted to these data (is a column of X or Z all zero, or are X and Z collinear?)")
     opt.par = opt.theta
     opt.theta = pls.theta_of(opt.par)
     opt.fun = opt.fun + pls.offset
@@ -109,12 +111,16 @@ def scale_message(X: np.ndarray, tol: float = 1000.0) -> str | None:
     that the fit is not affected (it optimises in a rescaled
     parameterisation).
     """
-    if X.shape[1] == 0 or X.shape[0] < 2:
+    n = X.shape[0]
+    if X.shape[1] == 0 or n < 2:
         return None
-    cont = ~np.all((X == 0) | (X == 1), axis=0)
-    if not cont.any():
+    # 0/1 columns (dummies) are left out: a cheap look at a few rows, then a full pass on candidates
+    look = X[np.linspace(0, n - 1, min(n, 16)).astype(int)]
+    binary = np.array([bool(np.all((look[:, j] == 0) | (look[:, j] == 1)))
+                       and bool(np.all((X[:, j] == 0) | (X[:, j] == 1))) for j in range(X.shape[1])])
+    if binary.all():
         return None
-    sd = X[:, cont].std(axis=0, ddof=1)
+    sd = column_moments(X[:, ~binary])[1] * np.sqrt(n / (n - 1))  # R's sd
     sd = sd[sd > 0]
     if not sd.size:
         return None
