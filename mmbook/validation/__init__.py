@@ -28,8 +28,8 @@ variance). mmbook is compared with ``tight`` and must not end above
 command line prints its table.
 
 Extension point for GLMMs: entries of kind ``"glmer"`` carry lme4's
-``glmer`` results (Laplace approximation, ``nAGQ = 1``; criterion
-``-2 logLik``). They are fitted when ``mmbook.glmer(formula, data,
+``glmer`` results (Laplace approximation, ``nAGQ = 1``, or adaptive
+Gauss-Hermite quadrature with ``nAGQ`` points; criterion ``-2 logLik``). They are fitted when ``mmbook.glmer(formula, data,
 family=..., nAGQ=...)`` exists and returns a fit with the accessors of
 :func:`mmbook.validation.records.fit_record`; until then they are reported
 as skipped, never as passed.
@@ -80,7 +80,7 @@ class Entry:
     @property
     def method(self) -> str:
         if self.kind == "glmer":
-            return f"{self.family} (Laplace)"
+            return f"{self.family} (Laplace)" if self.nAGQ in (None, 1) else f"{self.family} (nAGQ = {self.nAGQ})"
         return "REML" if self.REML else "ML"
 
 
