@@ -253,7 +253,8 @@ class Validation:
         return ("Against lme4 1.1-31 at its optimum (bobyqa to rhoend = 1e-12); relative tolerances: "
                 + "; ".join(f"{q} {TOLERANCES[q]:.0e} of {SCALES[q]}" for q in QUANTITIES)
                 + f". mmbook's criterion may not exceed lme4's default fit's by more than {CRITERION_SLACK:.0e}"
-                " (relative).")
+                " (relative). GLMMs, where glmer's own optimum is less exact: "
+                + "; ".join(f"{q} {t:.0e}" for q, t in GLMM_TOLERANCES.items()) + ".")
 
     def __str__(self) -> str:
         return text_table(self.HEADER, self.display_rows(), title="mmbook vs lme4 1.1-31: the registry",
