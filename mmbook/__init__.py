@@ -41,6 +41,7 @@ _EXPORTS = {
     "LmerFit": "mmbook.engine.fit",
     "LmerControl": "mmbook.engine.control",
     "contr": "mmbook.engine.contrasts",
+    "all_fit": "mmbook.engine.allfit",
     "anova": "mmbook.engine.lrt",
     "drop1": "mmbook.engine.lrt",
     "confint": "mmbook.engine.intervals",

@@ -8,8 +8,8 @@ Sources, stated per test:
   lme4 1.1-31): the fit with lme4's default settings ("default"), the same fit with BOBYQA's
   tolerance tightened to 1e-12 ("tight"), confint(method = "profile"), anova(m0, m), predict().
 - OPTIMUM: the true REML optimum computed here, by Newton's method on the REML criterion (central
-  differences) started from lme4 1.1-31's theta, independently of mmbook's optimizer. The
-  criterion function itself is checked against statsmodels' at the same theta by
+  differences with Richardson extrapolation) started from lme4 1.1-31's theta, independently of
+  mmbook's optimizer. The criterion function itself is checked against statsmodels' at the same theta by
   mmbook.crosscheck.
 
 lme4 1.1-31 stops about 1.5e-9 above the minimum of the criterion, which moves its variance
@@ -44,17 +44,21 @@ def fit(sleep):
 def optimum(fit):
     """theta at the true REML optimum, by Newton's method from lme4 1.1-31's theta."""
     f = fit.pls.objective
-    h = 1e-4
+
+    def central(t, h):
+        return np.array([(f(t + e) - f(t - e)) / (2 * h) for e in np.eye(len(t)) * h])
 
     def grad(t):
-        return np.array([(f(t + e) - f(t - e)) / (2 * h) for e in np.eye(len(t)) * h])
+        # Richardson extrapolation of central differences (h = 1e-3, 5e-4): the plain central
+        # difference at h = 1e-4 is off by ~2e-5 here (its h^2 term), which moves theta by ~1e-7
+        return (4 * central(t, 5e-4) - central(t, 1e-3)) / 3
 
     t = np.array(LME4["default"]["theta"])
     H = np.column_stack([(grad(t + e) - grad(t - e)) / (2e-3) for e in np.eye(len(t)) * 1e-3])
     H = (H + H.T) / 2
     for _ in range(5):
         t = t - np.linalg.solve(H, grad(t))
-    assert np.all(np.abs(grad(t)) < 1e-5)
+    assert np.all(np.abs(grad(t)) < 1e-7)
     return t
 
 
@@ -95,7 +99,9 @@ def test_variance_components(fit):
     vc = fit.varcorr
     # OPTIMUM prints as DOC: 612.09 / 24.740; lme4 1.1-31 (LME4 default) prints 612.10 / 24.741
     assert f"{vc['vcov'].iloc[0]:.2f}" == "612.09" and f"{vc['sdcor'].iloc[0]:.3f}" == "24.740"
-    np.testing.assert_allclose(vc["vcov"], LME4["tight"]["varcorr"]["vcov"], rtol=1e-6)
+    # LME4 "tight" stops where OPTIMUM's gradient is still ~1e-5, so its covariances are off by up
+    # to ~2e-6 (relative)
+    np.testing.assert_allclose(vc["vcov"], LME4["tight"]["varcorr"]["vcov"], rtol=5e-6)
     np.testing.assert_allclose(vc["vcov"], LME4["default"]["varcorr"]["vcov"], rtol=3e-5)
     np.testing.assert_allclose(fit.fixef, list(LME4["default"]["fixef"].values()), rtol=1e-10)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov)), list(LME4["default"]["se"].values()), rtol=1e-5)

@@ -7,9 +7,9 @@ whole-number times with gaps, rows shuffled; random slopes; continuous times, nl
 
 Tolerances. nlme's REML log-likelihood is lme4's (with log|R| added), so -2 logLik is
 mmbook's criterion: equal within 1e-7 (relative) or mmbook lower. nlme stops with a
-relative gradient of ~1e-6, so the correlation parameter and the variance parameters are
-compared to 2e-4 relative (1e-4 absolute for phi and rho, which are of order 1) and the
-fixed effects to 1e-3 of their standard errors. For the gls fits, whose one-dimensional
+relative change of the criterion of ~1e-6 where it is flat, so the variance parameters are
+compared to 5e-4 of the largest (sigma to 2e-4), phi and rho to 1e-4 absolute (they are of
+order 1), and the fixed effects to 1e-3 of their standard errors. For the gls fits, whose one-dimensional
 optimum both programs find to many digits, the criteria must agree to 1e-9.
 
 On sleepstudy with random slopes nlme's default optimizer stops ("iteration limit reached");
@@ -132,7 +132,7 @@ def test_lme_estimates(name):
     np.testing.assert_allclose(fit.fixef.to_numpy(), list(r["fixef"].values()), rtol=0, atol=1e-3 * se.min())
     psi = np.atleast_2d(np.array(r["psi"]))
     scale = max(np.abs(psi).max(), 1e-2 * fit.sigma ** 2)
-    np.testing.assert_allclose(fit.psi(0), psi, rtol=0, atol=2e-4 * scale)
+    np.testing.assert_allclose(fit.psi(0), psi, rtol=0, atol=5e-4 * scale)
     assert fit.sigma == pytest.approx(r["sigma"], rel=2e-4)
     np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["vcov"]), rtol=2e-4 * 5, atol=0)
 

@@ -419,7 +419,7 @@ def _check_weights(w: np.ndarray, index) -> np.ndarray:
 
 def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
                 random: bool = True, stacklevel: int = 2, weights=None, offset=None, contrasts=None,
-                na_action: str = "omit", extra_variables=()) -> ModelFrame:
+                na_action: str = "omit", check_nobs_vs_nRE: str = "stop", extra_variables=()) -> ModelFrame:
     """Evaluate a formula on a data frame: ``y``, ``X``, the random-effects terms, weights and offset.
 
     Rows with a missing value in any variable the formula uses (or in the
@@ -564,7 +564,8 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                                                  ("na_action", None if na_action == "omit" else na_action))
                                if v is not None})
     if random and f.random:
-        mf.terms = random_terms(f.random, frame, state_frame=full)
+        mf.terms = random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
+                                stacklevel=stacklevel + 1)
     return mf
 
 
@@ -593,7 +594,8 @@ def _response(f: MixedFormula, frame: pd.DataFrame) -> np.ndarray:
 
 
 def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
-                 state_frame: pd.DataFrame | None = None, allow_n: bool = False) -> list[RandomTerm]:
+                 state_frame: pd.DataFrame | None = None, allow_n: bool = False,
+                 check_nobs_vs_nRE: str = "stop", stacklevel: int = 2) -> list[RandomTerm]:
     """Build the random-effects terms, check them as lme4 does, and order them.
 
     lme4 (``mkReTrms``) sorts the terms by decreasing number of levels of
@@ -614,6 +616,8 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
                                        with_spec=True, state_frame=state_frame)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"the random-effects model matrix of ({bar.text}) has infinite values")
         terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames,
                                 spec=spec))
     nl = np.array([t.nlevels for t in terms])
@@ -628,10 +632,12 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
     if bad:
         raise ValueError("number of levels of each grouping factor must be < number of observations "
                          f"(problems: {', '.join(bad)})")
-    for t in terms:
-        if t.nlevels * t.q > n or (t.nlevels * t.q == n and not allow_n):
-            raise ValueError(
-                f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
-                f"term ({t.bar.text}); the random-effects parameters and the residual variance "
-                "are probably unidentifiable")
+    for t in terms:  # lme4's check.nobs.vs.nRE ("stop", "warning" or "ignore")
+        if (t.nlevels * t.q > n or (t.nlevels * t.q == n and not allow_n)) and check_nobs_vs_nRE != "ignore":
+            msg = (f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
+                   f"term ({t.bar.text}); the random-effects parameters and the residual variance "
+                   "are probably unidentifiable")
+            if check_nobs_vs_nRE == "stop":
+                raise ValueError(msg)
+            warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
     return terms

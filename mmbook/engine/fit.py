@@ -1,6 +1,6 @@
 """The fit object: a fitted linear mixed model and everything computed from it.
 
-:class:`LmerFit` holds the model frame, the criterion (:class:`PLS`), the
+:class:`LmerFit` holds the model frame, the criterion (:class:`ConditionedPLS`), the
 optimizer's result and the settings it was made with; estimates follow
 lme4's extractor functions under their names (``fixef``, ``vcov``,
 ``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``), the
@@ -27,6 +27,7 @@ from .intervals import confint
 from .lrt import anova, drop1
 from .matrices import ModelMatrices
 from .optimize import OptimizeResult
+from .conditioning import ConditionedPLS
 from .pls import PLS, PLSSolution
 from .predict import predict, simulate
 from .profile import profile
@@ -85,12 +86,13 @@ class LmerFit(ModelMatrices):
     """
 
     mf: ModelFrame
-    pls: PLS
+    pls: ConditionedPLS
     opt: OptimizeResult
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
     messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
     call: FitCall | None = None  # how the fit was made (lme4's getCall), for update()
+    convergence: object = None  # mmbook.engine.convergence.Convergence: the checks' figures
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -330,7 +332,13 @@ class LmerFit(ModelMatrices):
 
     @property
     def is_singular(self) -> bool:
-        """True when a diagonal element of some ``T`` is (near) zero: lme4's ``isSingular``.
+        """True when a random-effects covariance matrix is (nearly) singular: lme4's ``isSingular``.
+
+        lme4 tests ``theta``'s diagonal against ``tol = 1e-4`` in the data's
+        units, so rescaling a covariate can flip its answer. mmbook tests the
+        diagonal of the conditioned factor (centred, unit-scale columns; see
+        :mod:`mmbook.engine.conditioning`) against ``control.singular_tol``:
+        the same exact zeros, and an answer that does not depend on units.
 
         A smooth term is not counted: its variance at zero means the data
         support its unpenalized (linear) part only (``lambda`` infinite,
@@ -341,7 +349,7 @@ class LmerFit(ModelMatrices):
         for k, t in enumerate(self.terms):
             if t.structure == "identity":
                 lower[o[k]:o[k + 1]] = False
-        return bool(np.any(self.opt.theta[lower] < self.control.singular_tol))
+        return bool(np.any(self.opt.par[lower] < self.control.singular_tol))
 
     # ----------------------------------------------------------- fixed part
     @property
@@ -476,17 +484,22 @@ class LmerFit(ModelMatrices):
 
     @cached_property
     def coef(self) -> dict:
-        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames."""
+        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames.
+
+        As lme4's ``coef.merMod``, a random effect without a fixed effect of
+        the same name (for example one dropped for rank deficiency) gets a
+        fixed part of 0, in a column before the fixed effects.
+        """
+        fixef = self.fixef
+        missing = [c for re in self.ranef.values() for c in re.columns if c not in fixef.index]
+        fixef = pd.concat([pd.Series(0.0, index=list(dict.fromkeys(missing))), fixef])
         out = {}
         smooth_groups = {t.group for t in self.terms if t.structure == "identity"}
         for g, re in self.ranef.items():
             if g in smooth_groups:  # a smooth's penalized coefficients belong to no fixed effect
                 continue
-            df = pd.DataFrame(np.tile(self.fixef.to_numpy(), (len(re), 1)), index=re.index,
-                              columns=self.fixef.index)
+            df = pd.DataFrame(np.tile(fixef.to_numpy(), (len(re), 1)), index=re.index, columns=fixef.index)
             for c in re.columns:
-                if c not in df.columns:
-                    raise ValueError(f"unable to align random effect {c!r} of {g!r} with a fixed effect")
                 df[c] = df[c] + re[c].to_numpy()
             out[g] = df
         return out

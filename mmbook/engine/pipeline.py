@@ -12,9 +12,10 @@ formula             lme4's formula language to fixed part and    :mod:`mmbook.en
 design              model frame: ``y``, ``X``, the terms         :mod:`mmbook.engine.design`
 criterion           predictor (PLS factor) + response            :mod:`mmbook.engine.pls`,
                     (profiled REML/ML criterion of ``theta``)    :mod:`mmbook.engine.response`
-optimize            minimum of the criterion over ``theta``      :mod:`mmbook.engine.optimize`
-check convergence   messages about the optimum (singular fit,    :mod:`mmbook.engine.stages`
-                    optimizer's own messages)
+optimize            minimum of the criterion over ``theta``, in  :mod:`mmbook.engine.optimize`,
+                    a well-conditioned parameterisation          :mod:`mmbook.engine.conditioning`
+check convergence   lme4's checkConv (gradient, Hessian),        :mod:`mmbook.engine.stages`,
+                    singular fit, the optimizer's own messages   :mod:`mmbook.engine.convergence`
 fit object          estimates and what follows from them         :mod:`mmbook.engine.fit`
 ==================  ===========================================  ==============================
 
@@ -119,21 +120,23 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
     call = FitCall(lmer, dict(locals()))  # every argument, for update() (lme4's getCall)
     control = check_control(control)
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
-                               na_action=na_action, residual=residual)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, control=control, weights=weights, offset=offset,
+                               contrasts=contrasts, na_action=na_action,
+                               residual=residual)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, residual=None,
-                      **frame_args) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2,
+                      control: LmerControl | None = None, residual=None, **frame_args) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
 
     ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
-    go to :func:`mmbook.engine.design.model_frame`. Smooth terms ``s(...)``
-    become fixed columns and one random-effects term each
+    go to :func:`mmbook.engine.design.model_frame`; ``control`` supplies the
+    design's checks (``check_nobs_vs_nRE``). Smooth terms ``s(...)`` become
+    fixed columns and one random-effects term each
     (:func:`mmbook.engine.smooth.add_smooths`); ``residual`` becomes the
     model frame's residual correlation structure
     (:func:`mmbook.engine.residual.residual_correlation`).
@@ -150,12 +153,13 @@ def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, res
         hint = "mmbook.gls" if residual is not None else "mmbook.lm"
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
                          f"or use {hint} for a model without random effects")
+    control = check_control(control)
     spec = parse_residual(residual) if residual is not None else None
     if spec is not None and frame_args.get("weights") is not None:
         raise NotImplementedError("prior weights together with correlated residuals are not supported")
     extra = [s.variable for s in smooths] + (spec.variables if spec else [])
     mf = model_frame(replace(f, fixed=fixed), data, drop_rank=True, stacklevel=stacklevel + 1,
-                     extra_variables=extra, **frame_args)
+                     check_nobs_vs_nRE=control.check_nobs_vs_nRE, extra_variables=extra, **frame_args)
     if smooths:
         mf = add_smooths(mf, smooths, stacklevel=stacklevel + 1)
     mf.formula = f

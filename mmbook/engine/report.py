@@ -13,7 +13,8 @@ import numpy as np
 
 from ..rprint import abbreviate, cat_number, coef_matrix_cells, format_real, format_table, print_matrix, zapsmall
 
-__all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines"]
+__all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines",
+           "convergence_lines"]
 
 
 def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
@@ -127,8 +128,7 @@ def summary_text(fit, digits: int = 4) -> str:
         k = len(fit.mf.dropped_columns)
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
                    f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
-    if fit.is_singular:
-        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
+    out += convergence_lines(fit)
     return "\n".join(out) + "\n"
 
 
@@ -156,6 +156,27 @@ def fixef_correlation_lines(fit) -> list[str]:
     header = [abbreviate(n, 6) for n in names[:-1]]
     rn = [abbreviate(n, 11) for n in names[1:]]
     return ["", "Correlation of Fixed Effects:", format_table(rows, header, ["l"] * (p - 1), rownames=rn)]
+
+
+def convergence_lines(fit) -> list[str]:
+    """lme4's lines after the summary (``.prt.warn``): the optimizer's code, then the checks' messages.
+
+    Printed when the optimizer's code is not 0 or any check has something
+    to say: ``optimizer (L-BFGS-B) convergence code: 0 (OK)``, then lme4's
+    messages (a failed convergence check: "Model failed to converge ...";
+    a singular fit), then the optimizer's own warnings.
+    """
+    opt = fit.opt
+    conv = getattr(fit, "convergence", None)
+    checks = list(conv.messages) if conv is not None else []
+    if fit.is_singular:
+        checks.append("boundary (singular) fit: see fit.is_singular")
+    own = [m for m in opt.messages if m not in checks]
+    code = int(getattr(opt, "code", 0))
+    if code == 0 and not checks and not own:
+        return []
+    status = "OK" if code == 0 else getattr(opt, "message", "") or "failed"
+    return [f"optimizer ({getattr(opt, 'optimizer', 'L-BFGS-B')}) convergence code: {code} ({status})"] + checks + own
 
 
 def summary_html(fit) -> str:
