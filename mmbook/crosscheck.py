@@ -33,7 +33,7 @@ from .engine.design import r_column_name
 from .extras import require
 from .tables import fmt_at, html_table, resolution, text_table
 
-__all__ = ["CrossCheck", "Translation", "crosscheck", "translate"]
+__all__ = ["CrossCheck", "Translation", "crosscheck", "translate", "gls_crosscheck"]
 
 CRITERION_RTOL = 1e-6     # criteria "agree" within this relative difference
 ESTIMATE_RTOL = 1e-4      # estimates "agree" within this (scaled) relative difference
@@ -133,6 +133,10 @@ def translate(fit) -> Translation:
         outermost one (e.g. ``(x | subj) + (1 | item)`` crossed, or
         ``(x | a/b)``): statsmodels' variance components are scalar.
     """
+    if fit.mf.residual is not None:
+        raise NotImplementedError(
+            "statsmodels MixedLM has no correlated residuals: compare the fixed effects with statsmodels' "
+            "GLS at the fitted covariance instead (mmbook.crosscheck.gls_crosscheck)")
     terms = list(fit.terms)
     frame = fit.mf.frame.reset_index(drop=True).copy()
     taken = set(map(str, frame.columns))
@@ -160,10 +164,12 @@ def translate(fit) -> Translation:
         taken.add(name)
         gcol[t.group] = name
 
-    # the outermost factor: one in which every other factor is nested
+    # the outermost factor: one in which every other factor is nested (a smooth spans all rows:
+    # then there is one group, and each term is a variance component)
+    smooth = [k for k, t in enumerate(terms) if t.structure == "identity"]
     top = None
     for t in sorted(terms, key=lambda t: t.nlevels):
-        if all(_nested_in(u.refs, t.refs) for u in terms):
+        if not smooth and all(_nested_in(u.refs, t.refs) for u in terms):
             top = t.group
             break
     if top is None:
@@ -185,6 +191,17 @@ def translate(fit) -> Translation:
     vc_formula, vc_terms = {}, {}
     for k, t in enumerate(terms):
         if k == re_term:
+            continue
+        if k in smooth:  # a smooth's penalized columns: one variance component, tau^2 I
+            cols = []
+            for j, c in enumerate(t.cnames):
+                name = _safe_name(f"{t.group}_{c}", taken)
+                frame[name] = t.z[:, j]
+                taken.add(name)
+                cols.append(name)
+            vc_formula[t.group] = "0 + " + " + ".join(cols)
+            vc_terms[t.group] = k
+            notes.append(f"{t.group}: its {t.q} penalized columns as one variance component")
             continue
         if t.q > 1:
             raise NotImplementedError(
@@ -212,7 +229,7 @@ def translate(fit) -> Translation:
         vc_terms[vname] = k
 
     fixed = fit.mf.formula.fixed
-    fixed_from_X = bool(fit.mf.dropped_columns)
+    fixed_from_X = bool(fit.mf.dropped_columns) or bool(smooth)
     if fixed_from_X:
         fixed = _add_X(frame, fit, taken)
         notes.append("fixed part: mmbook's X (lme4 dropped " + ", ".join(fit.mf.dropped_columns) + ")")
@@ -534,14 +551,15 @@ def crosscheck(fit, methods=("lbfgs", "bfgs", "powell"), **fit_kwargs) -> CrossC
     # variance components in the order of VarCorr
     names = fit.group_names
     for k, (t, grp) in enumerate(zip(terms, names)):
-        S = fit.psi(k)
-        Ssm = _sm_psi(res, tr, k, re_perm, vc_names, t.q)
-        for i, c in enumerate(t.cnames):
+        vc = fit.vc_terms[k]  # a smooth's tau^2 once
+        S, cn, q = vc.cov, vc.names, len(vc.names)
+        Ssm = _sm_psi(res, tr, k, re_perm, vc_names, q)
+        for i, c in enumerate(cn):
             rows.append((f"var {grp} {c}", S[i, i], Ssm[i, i], 1e-2 * sigma2, "estimate"))
-        for j in range(t.q):
-            for i in range(j + 1, t.q):
+        for j in range(q):
+            for i in range(j + 1, q):
                 sc = max(math.sqrt(max(S[i, i] * S[j, j], 0.0)), 1e-2 * sigma2)
-                rows.append((f"cov {grp} {t.cnames[j]}, {t.cnames[i]}", S[i, j], Ssm[i, j], sc, "estimate"))
+                rows.append((f"cov {grp} {cn[j]}, {cn[i]}", S[i, j], Ssm[i, j], sc, "estimate"))
     rows.append(("var Residual", sigma2, float(res.scale) if res is not None else np.nan, sigma2, "estimate"))
 
     # conditional modes, matched by group and level
@@ -657,10 +675,14 @@ def _ranef_pairs(fit, tr, res, model, re_perm, vc_names):
         for vi, name in enumerate(vc_names):
             k = tr.vc_terms[name]
             cols = model.exog_vc.colnames[vi][gi]
-            for c in cols:
+            for j, c in enumerate(cols):
                 # a component on the outer factor has one column per group; nested or
-                # crossed ones name the level's code: "C(b_a)[3]", "C(subj)[3]:x"
-                lev = int(label) if terms[k].group == tr.top else int(_LEVEL.search(c).group(1))
+                # crossed ones name the level's code: "C(b_a)[3]", "C(subj)[3]:x"; a smooth's
+                # columns are its random effects in order
+                if terms[k].structure == "identity":
+                    lev = j
+                else:
+                    lev = int(label) if terms[k].group == tr.top else int(_LEVEL.search(c).group(1))
                 b_sm[offsets[k] + lev] = vals[pos]
                 pos += 1
     return b_mm, b_sm, ""
@@ -687,3 +709,52 @@ def _verdict(crit_mm, crit_sm, crit_at_mm, max_rel, fitted, attempts):
                f"differ by more than {ESTIMATE_RTOL:.0e}")
         return True, f"agree: statsmodels stopped short of the optimum ({how}); mmbook's estimates are the better fit"
     return False, f"disagree: mmbook's criterion is higher than statsmodels' by {d:.2e}"
+
+
+def gls_crosscheck(fit) -> pd.DataFrame:
+    """The fixed effects of a fit with correlated residuals against statsmodels' ``GLS`` at the fitted ``Sigma``.
+
+    statsmodels' ``MixedLM`` has no residual correlation, so the check is
+    conditional on the variance parameters: given the fitted marginal
+    covariance
+
+    .. math:: \\Sigma = Z \\psi_{\\text{big}} Z^\\top + \\sigma^2 R(\\hat\\phi),
+
+    the fixed effects are the generalized least squares estimate
+    ``(X' Sigma^{-1} X)^{-1} X' Sigma^{-1} y`` and their covariance
+    ``(X' Sigma^{-1} X)^{-1}``, which ``statsmodels.api.GLS(y, X,
+    sigma=Sigma)`` computes (``params``, ``normalized_cov_params``) without
+    any of mmbook's machinery (no whitening by clusters, no penalized least
+    squares). ``Sigma`` is dense: for data of a few thousand rows.
+
+    Parameters
+    ----------
+    fit : LmerFit or GlsFit
+        For a :class:`mmbook.engine.gls.GlsFit`, ``Sigma = s^2 R`` with
+        nlme's ``s^2 = r^2 / (n - p)`` (the scale of its ``vcov``).
+
+    Returns
+    -------
+    DataFrame indexed by the fixed effects, columns ``mmbook``,
+    ``statsmodels``, ``abs_diff``, ``se_mmbook``, ``se_statsmodels``,
+    ``se_rel_diff``.
+    """
+    import statsmodels.api as sm
+
+    from .forms.marginal import marginal_cov
+
+    if hasattr(fit, "terms"):
+        Sigma = marginal_cov(fit)
+        se_mm = fit.stderror.to_numpy()
+        beta = fit.fixef.to_numpy()
+    else:  # a GlsFit
+        s2 = fit.pwrss / (fit.nobs - fit.mf.p)
+        Sigma = s2 * fit.corr.full_matrix(fit.eta).toarray()
+        se_mm = fit.stderror.to_numpy()
+        beta = fit.coef.to_numpy()
+    res = sm.GLS(fit.mf.y, fit.mf.X, sigma=Sigma).fit()
+    se_sm = np.sqrt(np.diag(res.normalized_cov_params))
+    names = list(fit.mf.xnames)
+    return pd.DataFrame({"mmbook": beta, "statsmodels": np.asarray(res.params), "abs_diff": np.abs(beta - res.params),
+                         "se_mmbook": se_mm, "se_statsmodels": se_sm,
+                         "se_rel_diff": np.abs(se_mm - se_sm) / se_sm}, index=names)

@@ -94,16 +94,17 @@ def test_invalid_theta_gives_infinite_criterion():
 
 
 def test_fit_ends_where_the_gradient_vanishes():
-    """With the analytic gradient, the optimizer's Newton polish lands on the optimum to many digits."""
+    """With the analytic gradient, the optimizer ends where the gradient (in lme4's theta) is zero to the
+    optimizer's tolerance (lme4's own check asks |gradient| < 0.002)."""
     rng = np.random.default_rng(9)
     n, m = 6000, 800
     g = rng.integers(0, m, n)
     d = pd.DataFrame({"x": rng.standard_normal(n), "g": g.astype(str)})
     d["y"] = 1 + d.x + rng.standard_normal(m)[g] + 0.5 * rng.standard_normal(m)[g] * d.x + rng.standard_normal(n)
     fit = mmbook.lmer("y ~ x + (x | g)", d)
-    assert fit.pls.analytic_gradient_pays()
+    assert fit.pls.inner.analytic_gradient_pays()
     f, grad = fit.pls.objective_gradient(fit.theta)
-    assert np.max(np.abs(grad)) < 1e-7
+    assert np.max(np.abs(grad)) < 1e-4
     assert f == pytest.approx(fit.objective, abs=1e-9)
 
 

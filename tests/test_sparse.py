@@ -121,10 +121,10 @@ def test_fit_through_sparse_path_matches_dense_fit(monkeypatch):
     gradient) reach the same optimum."""
     d = sampled_crossed(seed=5)
     sparse_fit = mmbook.lmer(FORMULA, d)
-    assert sparse_fit.pls.uses_sparse_factor()
+    assert sparse_fit.pls.inner.uses_sparse_factor()
     monkeypatch.setattr(sparse_mod, "_ADVANTAGE", np.inf)
     dense_fit = mmbook.lmer(FORMULA, d)
-    assert not dense_fit.pls.uses_sparse_factor()
+    assert not dense_fit.pls.inner.uses_sparse_factor()
     assert sparse_fit.objective == pytest.approx(dense_fit.objective, rel=1e-10)
     np.testing.assert_allclose(sparse_fit.theta, dense_fit.theta, rtol=1e-4)
     np.testing.assert_allclose(sparse_fit.fixef, dense_fit.fixef, rtol=1e-6)

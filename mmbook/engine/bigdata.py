@@ -421,6 +421,7 @@ class SummedPLS(PLS):
     """
 
     def __init__(self, mf, cp: CrossProducts, REML: bool = True, icpt=None, ysum: float = 0.0):
+        self.mf = mf
         self._cp = cp
         self._icpt = list(icpt) if icpt is not None else [False] * len(mf.terms)
         self._ysum = ysum
@@ -436,6 +437,35 @@ class SummedPLS(PLS):
 
     def cross_products(self) -> CrossProducts:
         return self._cp
+
+    # The interface of mmbook.engine.conditioning.ConditionedPLS, with the identity map: a model
+    # built from sums is fitted in its own units (the column moments the conditioning would need
+    # are not kept), so the optimizer's parameters are lme4's theta.
+    offset = 0.0
+
+    @property
+    def inner(self) -> "SummedPLS":
+        return self
+
+    def theta_of(self, par: np.ndarray) -> np.ndarray:
+        return np.array(par, dtype=float)
+
+    def par_of(self, theta: np.ndarray) -> np.ndarray:
+        return np.array(theta, dtype=float)
+
+    def start_par(self) -> np.ndarray:
+        return self.moment_start()
+
+    def objective_par(self, par: np.ndarray) -> float:
+        par = np.asarray(par, dtype=float)
+        if not np.all(np.isfinite(par)):
+            return np.inf
+        with np.errstate(all="ignore"):
+            v = self.objective(par)
+        return v if np.isfinite(v) else np.inf
+
+    def with_REML(self, REML: bool) -> "SummedPLS":
+        return SummedPLS(self.mf, self._cp, REML=REML, icpt=self._icpt, ysum=self._ysum)
 
     def moment_start(self) -> np.ndarray:
         """:meth:`PLS.moment_start` from the cross-products (OLS residuals' level sums and moments)."""
@@ -563,7 +593,7 @@ class DaskLmerFit(LmerFit):
     def refit_ml(self, warn: bool = True) -> "DaskLmerFit":
         if not self.REML:
             return self
-        pls = SummedPLS(self.mf, self.pls.cross_products(), REML=False, icpt=self.pls._icpt, ysum=self.pls._ysum)
+        pls = self.pls.with_REML(False)
         fit = fit_model(self.mf, fit_class=type(self), REML=False, control=self.control, start=self.opt.theta,
                         data=self.data, warn=warn, pls=pls, stacklevel=3)
         fit.plan = self.plan

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections import Counter
 
 import numpy as np
 
+from .control import ConvergenceWarning
 from .stages import refit
 from .predict import as_rng, simulate_matrix
 
-__all__ = ["bootstrap"]
+__all__ = ["bootstrap", "BootstrapDraws"]
 
 
 class _Progress:
@@ -139,7 +141,14 @@ def bootstrap(fit, statistic, nsim: int = 500, seed=None, use_u: bool = False, t
 
     Returns
     -------
-    ndarray of shape (nsim,) or (nsim, k): lme4's ``bootMer(...)$t``.
+    BootstrapDraws
+        An ndarray of shape (nsim,) or (nsim, k) (lme4's ``bootMer(...)$t``),
+        with ``n_singular``, ``n_not_converged`` and ``messages`` (what the
+        refits and the statistic reported, counted;
+        :meth:`BootstrapDraws.summary` says it in one line). When some refit
+        did not converge, one ``ConvergenceWarning`` says so (singular
+        refits, expected when the simulated variance is small, are only
+        counted, as lme4's ``bootMer`` does).
 
     Raises
     ------
@@ -155,13 +164,59 @@ def bootstrap(fit, statistic, nsim: int = 500, seed=None, use_u: bool = False, t
     Y = _responses(fit, int(nsim), rng, bool(use_u), type)
     bar = _Progress(int(nsim), "bootstrap", progress)
     out = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    n_singular = n_not_converged = 0
+    messages: Counter = Counter()
+    # each refit's messages are collected (refit(..., warn=False) keeps them in fit.messages), and
+    # so are the warnings the statistic raises; one summary warning follows
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         for i in range(int(nsim)):
-            if fits is None:
-                out.append(np.asarray(statistic(refit(fit, Y[:, i])), dtype=float))
-            else:
-                out.append(np.asarray(statistic([refit(m, Y[:, i]) for m in fits]), dtype=float))
+            refits = [refit(m, Y[:, i], warn=False) for m in ([fit] if fits is None else fits)]
+            out.append(np.asarray(statistic(refits[0] if fits is None else refits), dtype=float))
+            n_singular += any(r.is_singular for r in refits)
+            n_not_converged += any(not r.opt.converged for r in refits)
+            for r in refits:
+                messages.update(text for _, text in r.messages)
             bar.update(i + 1)
+    messages.update(str(w.message) for w in caught)
     bar.close()
-    return np.array(out)
+    draws = BootstrapDraws(np.array(out), n_singular=n_singular, n_not_converged=n_not_converged,
+                           messages=dict(messages))
+    if n_not_converged:  # as lme4's bootMer, warn about failures only; singular refits are counted
+        warnings.warn(f"bootstrap: {draws.summary()}", ConvergenceWarning, stacklevel=2)
+    return draws
+
+
+class BootstrapDraws(np.ndarray):
+    """The bootstrap's draws (an ndarray) with what the refits reported.
+
+    Attributes
+    ----------
+    n_singular : int
+        Simulations in which a refit was singular.
+    n_not_converged : int
+        Simulations in which a refit did not converge (then its statistic is
+        still included: filter on your own criterion if needed).
+    messages : dict
+        Each distinct message of the refits and of the statistic -> how many times.
+    """
+
+    def __new__(cls, values, n_singular=0, n_not_converged=0, messages=None):
+        obj = np.asarray(values).view(cls)
+        obj.n_singular, obj.n_not_converged, obj.messages = n_singular, n_not_converged, messages or {}
+        return obj
+
+    def __array_finalize__(self, obj):
+        self.n_singular = getattr(obj, "n_singular", 0)
+        self.n_not_converged = getattr(obj, "n_not_converged", 0)
+        self.messages = getattr(obj, "messages", {})
+
+    def summary(self) -> str:
+        """One line: how many refits were singular or did not converge, and the messages."""
+        n = len(self)
+        parts = [f"{self.n_singular} of {n} refits singular", f"{self.n_not_converged} not converged"]
+        if self.messages:
+            parts.append("messages: " + "; ".join(f"{k} ({v}x)" for k, v in self.messages.items()))
+        return ", ".join(parts)
+
+

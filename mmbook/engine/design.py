@@ -214,6 +214,16 @@ class RandomTerm:
         rows, cols = _tril_colmajor(self.q)
         return np.where(rows == cols, 1.0, 0.0)
 
+    @property
+    def structure(self) -> str:
+        """Covariance structure of ``T``: ``"general"`` (lower triangular, lme4's)."""
+        return "general"
+
+    def lambda_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Structural non-zeros of ``T`` within one level: rows, columns and ``theta_k`` index of each."""
+        rows, cols = _tril_colmajor(self.q)
+        return rows, cols, np.arange(self.ntheta)
+
     def Z(self) -> sp.csr_matrix:
         """Sparse ``n x (nlevels * q)`` model matrix, columns level by level
         (level 1's q columns, then level 2's, ...), as lme4 orders them."""
@@ -303,6 +313,8 @@ class ModelFrame:
     arguments: dict = field(default_factory=dict)
     data_index: pd.Index | None = None
     rows: np.ndarray | None = None
+    smooths: list = field(default_factory=list)  # MixedSmooth of each s() term (mmbook.engine.smooth)
+    residual: object = None  # ResidualCorrelation of the residuals (mmbook.engine.residual), or None
 
     @property
     def n(self) -> int:
@@ -410,7 +422,7 @@ def _check_weights(w: np.ndarray, index) -> np.ndarray:
 
 def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: bool = False,
                 random: bool = True, stacklevel: int = 2, weights=None, offset=None, contrasts=None,
-                na_action: str = "omit") -> ModelFrame:
+                na_action: str = "omit", check_nobs_vs_nRE: str = "stop", extra_variables=()) -> ModelFrame:
     """Evaluate a formula on a data frame: ``y``, ``X``, the random-effects terms, weights and offset.
 
     Rows with a missing value in any variable the formula uses (or in the
@@ -443,6 +455,10 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         :func:`mmbook.engine.contrasts.resolve_contrast`); as in lme4 they do
         not apply to the random-effects terms.
     na_action : {"omit", "exclude"}
+    extra_variables : sequence of str
+        Other columns the model reads (a smooth's covariate, a residual
+        correlation's time and cluster): checked, cleared of missing values
+        with the formula's variables, and kept in ``frame``.
 
     Raises
     ------
@@ -473,7 +489,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         expr_vars |= formula_variables(t.expr, cols)
         group_vars |= set(t.group_vars)
     needed = list(dict.fromkeys([*sorted(resp_vars), *sorted(fixed_vars), *sorted(extra_vars),
-                                 *sorted(expr_vars), *sorted(group_vars)]))
+                                 *sorted(expr_vars), *sorted(group_vars), *extra_variables]))
     missing = [v for v in needed if v not in cols]
     if missing:
         raise KeyError(
@@ -551,7 +567,8 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                                                  ("na_action", None if na_action == "omit" else na_action))
                                if v is not None})
     if random and f.random:
-        mf.terms = random_terms(f.random, frame, state_frame=full)
+        mf.terms = random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
+                                stacklevel=stacklevel + 1)
     return mf
 
 
@@ -580,7 +597,8 @@ def _response(f: MixedFormula, frame: pd.DataFrame) -> np.ndarray:
 
 
 def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
-                 state_frame: pd.DataFrame | None = None, allow_n: bool = False) -> list[RandomTerm]:
+                 state_frame: pd.DataFrame | None = None, allow_n: bool = False,
+                 check_nobs_vs_nRE: str = "stop", stacklevel: int = 2) -> list[RandomTerm]:
     """Build the random-effects terms, check them as lme4 does, and order them.
 
     lme4 (``mkReTrms``) sorts the terms by decreasing number of levels of
@@ -601,6 +619,8 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
                                        with_spec=True, state_frame=state_frame)
         if z.shape[1] == 0:
             raise ValueError(f"random-effects term ({bar.text}) has no columns")
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"the random-effects model matrix of ({bar.text}) has infinite values")
         terms.append(RandomTerm(bar=bar, group=bar.group, refs=refs, levels=levels, z=z, cnames=cnames,
                                 spec=spec))
     nl = np.array([t.nlevels for t in terms])
@@ -615,10 +635,12 @@ def random_terms(bars: tuple[BarTerm, ...], frame: pd.DataFrame,
     if bad:
         raise ValueError("number of levels of each grouping factor must be < number of observations "
                          f"(problems: {', '.join(bad)})")
-    for t in terms:
-        if t.nlevels * t.q > n or (t.nlevels * t.q == n and not allow_n):
-            raise ValueError(
-                f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
-                f"term ({t.bar.text}); the random-effects parameters and the residual variance "
-                "are probably unidentifiable")
+    for t in terms:  # lme4's check.nobs.vs.nRE ("stop", "warning" or "ignore")
+        if (t.nlevels * t.q > n or (t.nlevels * t.q == n and not allow_n)) and check_nobs_vs_nRE != "ignore":
+            msg = (f"number of observations (={n}) <= number of random effects (={t.nlevels * t.q}) for "
+                   f"term ({t.bar.text}); the random-effects parameters and the residual variance "
+                   "are probably unidentifiable")
+            if check_nobs_vs_nRE == "stop":
+                raise ValueError(msg)
+            warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
     return terms

@@ -1,6 +1,6 @@
 """The fit object: a fitted linear mixed model and everything computed from it.
 
-:class:`LmerFit` holds the model frame, the criterion (:class:`PLS`), the
+:class:`LmerFit` holds the model frame, the criterion (:class:`ConditionedPLS`), the
 optimizer's result and the settings it was made with; estimates follow
 lme4's extractor functions under their names (``fixef``, ``vcov``,
 ``sigma``, ``theta``, ``ranef``, ``coef``, ``VarCorr`` as ``varcorr``), the
@@ -27,6 +27,7 @@ from .intervals import confint
 from .lrt import anova, drop1
 from .matrices import ModelMatrices
 from .optimize import OptimizeResult
+from .conditioning import ConditionedPLS
 from .pls import PLS, PLSSolution
 from .predict import predict, simulate
 from .profile import profile
@@ -85,12 +86,13 @@ class LmerFit(ModelMatrices):
     """
 
     mf: ModelFrame
-    pls: PLS
+    pls: ConditionedPLS
     opt: OptimizeResult
     control: LmerControl = field(default_factory=LmerControl)
     data: pd.DataFrame | None = None
     messages: list = field(default_factory=list)  # (warning class, text) from the convergence checks
     call: FitCall | None = None  # how the fit was made (lme4's getCall), for update()
+    convergence: object = None  # mmbook.engine.convergence.Convergence: the checks' figures
 
     # ----------------------------------------------------------- basic facts
     @property
@@ -111,8 +113,99 @@ class LmerFit(ModelMatrices):
 
     @property
     def theta(self) -> np.ndarray:
-        """Relative covariance parameters in lme4's order (``getME(fit, "theta")``)."""
-        return self.opt.theta.copy()
+        """Relative covariance parameters in lme4's order (``getME(fit, "theta")``).
+
+        The optimizer's vector ``fit.opt.theta`` also holds a residual
+        correlation's parameter, after these (see :attr:`correlation`).
+        """
+        return self.opt.theta[:sum(t.ntheta for t in self.terms)].copy()
+
+    # ------------------------------------------------- correlated residuals
+    @property
+    def residual_structure(self):
+        """The residual correlation structure (:mod:`mmbook.engine.residual`), or None."""
+        return self.mf.residual
+
+    @property
+    def correlation(self) -> float:
+        """The residual correlation parameter: ``phi`` of an AR(1), ``rho`` of compound symmetry.
+
+        Raises
+        ------
+        AttributeError
+            The model has independent residuals.
+        """
+        corr = self.mf.residual
+        if corr is None:
+            raise AttributeError("this model has independent residuals (fit with residual='ar1(t | g)' or "
+                                 "'cs(1 | g)' for correlated ones)")
+        return corr.value(float(self.opt.theta[sum(t.ntheta for t in self.terms)]))
+
+    @property
+    def phi(self) -> float:
+        """The AR(1) residual correlation ``phi`` (``corr(e_i, e_j) = phi^|t_i - t_j|`` within a cluster)."""
+        corr = self.mf.residual
+        if corr is not None and corr.parameter != "phi":
+            raise AttributeError(f"this model's residual correlation is {corr.name}: see fit.rho")
+        return self.correlation
+
+    @property
+    def rho(self) -> float:
+        """The compound-symmetry residual correlation ``rho`` (equal within a cluster)."""
+        corr = self.mf.residual
+        if corr is not None and corr.parameter != "rho":
+            raise AttributeError(f"this model's residual correlation is {corr.name}: see fit.phi")
+        return self.correlation
+
+    def R(self, cluster=0) -> np.ndarray:
+        """The estimated correlation matrix of one residual cluster's rows (in the data's order)."""
+        if self.mf.residual is None:
+            raise AttributeError("this model has independent residuals: R is the identity")
+        eta = float(self.opt.theta[sum(t.ntheta for t in self.terms)])
+        return self.mf.residual.matrix(eta, cluster)
+
+    # -------------------------------------------------------- smooth terms
+    @cached_property
+    def smooths(self) -> pd.DataFrame:
+        """The smooth terms: ``k``, basis, ``lambda = sigma^2 / tau^2``, ``tau^2``, and EDF.
+
+        ``lambda`` is mgcv's smoothing parameter ``sp`` (the penalty is scaled
+        as mgcv scales it); ``edf`` is the smooth's effective degrees of
+        freedom (mgcv's ``sum(edf)`` over its coefficients, the linear part
+        included). An empty frame for a model without smooths.
+        """
+        from .smooth import is_smooth, smooth_edf
+
+        rows = []
+        idx = [k for k, t in enumerate(self.terms) if is_smooth(t)]
+        edf = smooth_edf(self.pls, self.opt.theta) if idx else []
+        for k, e in zip(idx, edf):
+            t = self.terms[k]
+            th = float(self.T(k)[0, 0]) if t.q else 0.0
+            tau2 = self.sigma ** 2 * th ** 2
+            rows.append((t.smooth.spec.label, t.smooth.spec.k, t.smooth.spec.bs, e,
+                         1.0 / th ** 2 if th > 0 else np.inf, tau2, np.sqrt(tau2)))
+        return pd.DataFrame(rows, columns=["term", "k", "bs", "edf", "lambda", "variance", "sd"]).set_index("term")
+
+    def smooth_values(self, newdata: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Each smooth's contribution ``f(x) = X_s beta_s + Z_s b_s`` (mgcv's ``predict(type = "terms")``).
+
+        One column per smooth, for the data (default) or ``newdata``; each
+        smooth sums to zero over the fitted data (mgcv's constraint).
+        """
+        from .smooth import is_smooth
+
+        frame = self.mf.frame if newdata is None else newdata
+        out = {}
+        beta = self.fixef
+        for t, g in zip(self.terms, self.gamma):
+            if not is_smooth(t):
+                continue
+            ms = t.smooth
+            Xf, Zs = ms.fixed_matrix(frame), (t.z if newdata is None else ms.random_matrix(frame))
+            bf = np.array([beta.get(nm, 0.0) for nm in ms.fixed_names])
+            out[ms.spec.label] = Xf @ bf + Zs @ g[0]
+        return pd.DataFrame(out, index=frame.index)
 
     @property
     def objective(self) -> float:
@@ -239,9 +332,24 @@ class LmerFit(ModelMatrices):
 
     @property
     def is_singular(self) -> bool:
-        """True when a diagonal element of some ``T`` is (near) zero: lme4's ``isSingular``."""
-        lower = self.pls.lower
-        return bool(np.any(self.opt.theta[lower == 0] < self.control.singular_tol))
+        """True when a random-effects covariance matrix is (nearly) singular: lme4's ``isSingular``.
+
+        lme4 tests ``theta``'s diagonal against ``tol = 1e-4`` in the data's
+        units, so rescaling a covariate can flip its answer. mmbook tests the
+        diagonal of the conditioned factor (centred, unit-scale columns; see
+        :mod:`mmbook.engine.conditioning`) against ``control.singular_tol``:
+        the same exact zeros, and an answer that does not depend on units.
+
+        A smooth term is not counted: its variance at zero means the data
+        support its unpenalized (linear) part only (``lambda`` infinite,
+        EDF 1), not a degenerate covariance matrix.
+        """
+        lower = self.pls.lower == 0
+        o = self.pls.theta_offsets
+        for k, t in enumerate(self.terms):
+            if t.structure == "identity":
+                lower[o[k]:o[k + 1]] = False
+        return bool(np.any(self.opt.par[lower] < self.control.singular_tol))
 
     # ----------------------------------------------------------- fixed part
     @property
@@ -306,6 +414,11 @@ class LmerFit(ModelMatrices):
         out = []
         for k, (t, grp) in enumerate(zip(self.terms, self.group_names)):
             S = self.psi(k)
+            if t.structure == "identity":  # q independent effects with one variance: shown once
+                vc = VarCorrTerm(group=grp, names=[t.bar.text.split(" |")[0]], cov=S[:1, :1],
+                                 sd=np.sqrt(S[:1, 0]), corr=np.ones((1, 1)))
+                out.append(vc)
+                continue
             sd = np.sqrt(np.diag(S))
             with np.errstate(invalid="ignore", divide="ignore"):
                 corr = S / np.outer(sd, sd)
@@ -371,14 +484,22 @@ class LmerFit(ModelMatrices):
 
     @cached_property
     def coef(self) -> dict:
-        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames."""
+        """Per-level coefficients ``beta + gamma_l`` (lme4's ``coef``): a dict of DataFrames.
+
+        As lme4's ``coef.merMod``, a random effect without a fixed effect of
+        the same name (for example one dropped for rank deficiency) gets a
+        fixed part of 0, in a column before the fixed effects.
+        """
+        fixef = self.fixef
+        missing = [c for re in self.ranef.values() for c in re.columns if c not in fixef.index]
+        fixef = pd.concat([pd.Series(0.0, index=list(dict.fromkeys(missing))), fixef])
         out = {}
+        smooth_groups = {t.group for t in self.terms if t.structure == "identity"}
         for g, re in self.ranef.items():
-            df = pd.DataFrame(np.tile(self.fixef.to_numpy(), (len(re), 1)), index=re.index,
-                              columns=self.fixef.index)
+            if g in smooth_groups:  # a smooth's penalized coefficients belong to no fixed effect
+                continue
+            df = pd.DataFrame(np.tile(fixef.to_numpy(), (len(re), 1)), index=re.index, columns=fixef.index)
             for c in re.columns:
-                if c not in df.columns:
-                    raise ValueError(f"unable to align random effect {c!r} of {g!r} with a fixed effect")
                 df[c] = df[c] + re[c].to_numpy()
             out[g] = df
         return out

@@ -35,6 +35,7 @@ import pandas as pd
 
 from .design import ModelFrame, model_frame, random_terms
 from .formula import parse_formula, split_top_level
+from .smooth import split_smooths
 from .glm_family import Family
 
 __all__ = ["GLMData", "glmm_frame", "eval_expression", "split_offsets"]
@@ -241,6 +242,8 @@ def glmm_frame(formula: str, data, family: Family, weights=None, offset=None, st
         constant response; negative weights; non-finite offsets.
     """
     f = parse_formula(formula)
+    if split_smooths(f.fixed)[1]:
+        raise NotImplementedError("smooth terms s(x) are fitted by mmbook.lmer only; mmbook.glmer has none")
     if not f.random:
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group)")
     if type(data).__module__.split(".")[0] == "dask":

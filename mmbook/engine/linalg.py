@@ -141,7 +141,8 @@ def factor_first_term(T: np.ndarray, A: np.ndarray, B: np.ndarray):
 
     Closed forms for q = 1 and q = 2 (the common random intercept and
     intercept-plus-slope terms) use a handful of passes over the groups;
-    other sizes use the general routines above.
+    q = 3, 4 the general routines above; wider blocks LAPACK's batched
+    Cholesky factorisation.
     """
     q = T.shape[0]
     if q == 1:
@@ -182,6 +183,14 @@ def factor_first_term(T: np.ndarray, A: np.ndarray, B: np.ndarray):
         W1 /= l11
         np.multiply(l00, l11, out=tmp)
         return L, W, 2.0 * np.log(tmp, out=tmp).sum()
+    if q > 4:  # wide blocks (a smooth's k - 2 columns): LAPACK on the stack, level-major
+        Am = np.moveaxis(A, 2, 0)
+        M = np.matmul(np.matmul(T.T, Am), T)
+        M[:, np.arange(q), np.arange(q)] += 1.0
+        Lm = np.linalg.cholesky(M)
+        Wm = np.linalg.solve(Lm, np.matmul(T.T, np.moveaxis(B, 2, 0)))
+        logdet = 2.0 * float(np.log(np.diagonal(Lm, axis1=1, axis2=2)).sum())
+        return np.ascontiguousarray(np.moveaxis(Lm, 0, 2)), np.ascontiguousarray(np.moveaxis(Wm, 0, 2)), logdet
     L = chol_blocks(congruence_blocks(T, A, add_identity=True))
     W = solve_lower_blocks(L, trans_mult_blocks(T, B))
     logdet = 2.0 * sum(np.log(L[i, i]).sum() for i in range(q))

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -30,6 +32,8 @@ def fixed_assign(fit) -> tuple[list[str], np.ndarray]:
         position of its term in ``labels``.
     """
     spec = fit.mf.x_spec
+    smooth_cols = {nm: ms.spec.label for ms in getattr(spec, "smooths", []) for nm in ms.fixed_names}
+    spec = getattr(spec, "inner", spec)  # with smooths: the parametric part's spec, then each smooth's columns
     formula = fit.call.args["formula"] if getattr(fit, "call", None) is not None else fit.formula
     by_key = {key: label for label, key, _ in fixed_terms(formula)}
     labels, col_term = [], {}
@@ -48,6 +52,10 @@ def fixed_assign(fit) -> tuple[list[str], np.ndarray]:
         for name in spec.column_names:
             labels.append(name)
             col_term[name] = len(labels) - 1
+    for name, label in smooth_cols.items():  # a smooth's unpenalized (linear) column: a term of its own
+        if label not in labels:
+            labels.append(label)
+        col_term[name] = labels.index(label)
     assign = np.array([col_term[c] for c in fit.mf.xnames], dtype=int)
     used = sorted(set(assign))
     remap = {old: new for new, old in enumerate(used)}
@@ -177,8 +185,8 @@ def drop1(fit, scope=None, test: str = "none", k: float = 2.0) -> pd.DataFrame:
     formula = fit.call.args["formula"] if getattr(fit, "call", None) is not None else fit.formula
     terms = fixed_terms(formula)
     labels = [t[0] for t in terms]
-    if scope is None:
-        scope = _drop_scope(terms)
+    if scope is None:  # smooth terms s(x) are not fixed-effects terms: not dropped unless named
+        scope = [s for s in _drop_scope(terms) if not re.match(r"s\s*\(", s)]
     else:
         scope = [scope] if isinstance(scope, str) else list(scope)
         bad = [s for s in scope if s not in labels]

@@ -61,22 +61,20 @@ class ModelMatrices:
 
     def _lambda_pattern(self):
         """CSR pattern of ``Lambda``: row pointers, column indices, ``theta`` index per element."""
-        indptr, indices, idx = [np.zeros(1, dtype=np.int64)], [], []
-        col0, th0, nnz = 0, 0, 0
+        rows, cols, idx = [], [], []
+        col0, th0 = 0, 0
         for t in self.terms:
-            q = t.q
-            rows, cols = np.tril_indices(q)  # row-major lower triangle = CSR order within a block
-            pos = {(int(r), int(c)): i for i, (c, r) in enumerate(zip(*np.triu_indices(q)))}
-            tidx = np.array([pos[(int(r), int(c))] for r, c in zip(rows, cols)], dtype=np.int64) + th0
-            lev = np.arange(t.nlevels)[:, None] * q + col0
-            indices.append((lev + cols[None, :]).ravel())
-            idx.append(np.tile(tidx, t.nlevels))
-            per_row = np.tile(np.arange(1, q + 1), t.nlevels)  # row r of a block holds r + 1 elements
-            indptr.append(nnz + np.cumsum(per_row))
-            nnz += int(per_row.sum())
-            col0 += t.nlevels * q
+            r, c, tidx = t.lambda_entries()  # T's structural non-zeros within one level
+            lev = np.arange(t.nlevels)[:, None] * t.q + col0
+            rows.append((lev + r[None, :]).ravel())
+            cols.append((lev + c[None, :]).ravel())
+            idx.append(np.tile(tidx + th0, t.nlevels))
+            col0 += t.nlevels * t.q
             th0 += t.ntheta
-        return np.concatenate(indptr), np.concatenate(indices), np.concatenate(idx), col0
+        rows, cols, idx = (np.concatenate(a).astype(np.int64) for a in (rows, cols, idx))
+        order = np.lexsort((cols, rows))  # CSR order: by row, then column
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=col0))])
+        return indptr, cols[order], idx[order], col0
 
     @cached_property
     def Lambda(self) -> sp.csr_matrix:

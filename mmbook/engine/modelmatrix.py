@@ -231,9 +231,14 @@ def _formulaic_inputs(frame: pd.DataFrame, variables, contrasts: dict, classes: 
 
 
 def _materialize(build, what: str, rhs):
-    """Run formulaic; its errors become one clear line naming the matrix and the formula."""
+    """Run formulaic; its errors become one clear line naming the matrix and the formula.
+
+    numpy's warnings (``log`` of a value <= 0, ...) are silenced: the NaN or
+    infinite values they leave are reported by the caller, once, by name.
+    """
     try:
-        return build()
+        with np.errstate(all="ignore"):
+            return build()
     except NewLevelError:
         raise
     except Exception as exc:  # formulaic may wrap errors from inside our encoders; unwrap a new level

@@ -12,9 +12,10 @@ formula             lme4's formula language to fixed part and    :mod:`mmbook.en
 design              model frame: ``y``, ``X``, the terms         :mod:`mmbook.engine.design`
 criterion           predictor (PLS factor) + response            :mod:`mmbook.engine.pls`,
                     (profiled REML/ML criterion of ``theta``)    :mod:`mmbook.engine.response`
-optimize            minimum of the criterion over ``theta``      :mod:`mmbook.engine.optimize`
-check convergence   messages about the optimum (singular fit,    :mod:`mmbook.engine.stages`
-                    optimizer's own messages)
+optimize            minimum of the criterion over ``theta``, in  :mod:`mmbook.engine.optimize`,
+                    a well-conditioned parameterisation          :mod:`mmbook.engine.conditioning`
+check convergence   lme4's checkConv (gradient, Hessian),        :mod:`mmbook.engine.stages`,
+                    singular fit, the optimizer's own messages   :mod:`mmbook.engine.convergence`
 fit object          estimates and what follows from them         :mod:`mmbook.engine.fit`
 ==================  ===========================================  ==============================
 
@@ -31,6 +32,8 @@ The model is
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -39,6 +42,8 @@ from .control import LmerControl, blas_threads
 from .design import ModelFrame, model_frame
 from .fit import LmerFit
 from .formula import parse_formula
+from .residual import check_nesting, parse_residual, residual_correlation
+from .smooth import add_smooths, split_smooths
 from .stages import check_control, fit_model
 from .update import FitCall
 
@@ -47,7 +52,7 @@ __all__ = ["lmer", "build_model_frame"]
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerControl | None = None,
          start: np.ndarray | None = None, weights=None, offset=None, contrasts: dict | None = None,
-         na_action: str = "omit") -> LmerFit:
+         na_action: str = "omit", residual: str | None = None) -> LmerFit:
     """Fit a linear mixed model, as lme4's ``lmer``.
 
     Parameters
@@ -86,6 +91,20 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         Rows with missing values are removed (with a warning); with
         ``"exclude"`` (R's ``na.exclude``) fitted values, residuals and
         ``predict()`` are padded with NaN at those rows, indexed like ``data``.
+    residual : str, optional
+        Correlated residuals within clusters (nlme's ``correlation``):
+        ``"ar1(t | g)"`` (``corr = phi^|t_i - t_j|``, nlme's ``corAR1(form =
+        ~ t | g)``: gaps in the time covariate count; ``corCAR1`` when the
+        times are not whole numbers) or ``"cs(1 | g)"`` (equal correlation
+        ``rho``, nlme's ``corCompSymm``). The parameter is estimated with
+        ``theta`` (:attr:`LmerFit.phi`, :attr:`LmerFit.rho`). The clusters
+        must be nested in the grouping factor of the first random-effects
+        term (see :mod:`mmbook.engine.residual`). Not with ``weights``.
+
+    The formula may contain smooth terms ``s(x, k = 10, bs = "cr")`` (mgcv's
+    cubic regression spline), fitted as random effects with one variance
+    each (see :mod:`mmbook.engine.smooth` and :attr:`LmerFit.smooths`); a
+    model of smooths alone (``y ~ s(x)``) needs no other random term.
 
     Returns
     -------
@@ -114,27 +133,50 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, control: LmerContr
         fit.call = call
         return fit
     with blas_threads(control.blas_threads):
-        mf = build_model_frame(formula, data, stacklevel=4, weights=weights, offset=offset, contrasts=contrasts,
-                               na_action=na_action)  # user -> lmer -> build_model_frame
+        mf = build_model_frame(formula, data, stacklevel=4, control=control, weights=weights, offset=offset,
+                               contrasts=contrasts, na_action=na_action,
+                               residual=residual)  # user -> lmer -> build_model_frame
         fit = fit_model(mf, fit_class=LmerFit, REML=REML, control=control, start=start, data=data,
                         stacklevel=3)
     fit.call = call
     return fit
 
 
-def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2, **frame_args) -> ModelFrame:
+def build_model_frame(formula: str, data: pd.DataFrame, stacklevel: int = 2,
+                      control: LmerControl | None = None, residual=None, **frame_args) -> ModelFrame:
     """Stages *formula* and *design*: an lme4 formula and a data frame to a :class:`ModelFrame`.
 
     ``frame_args`` (``weights``, ``offset``, ``contrasts``, ``na_action``)
-    go to :func:`mmbook.engine.design.model_frame`.
+    go to :func:`mmbook.engine.design.model_frame`; ``control`` supplies the
+    design's checks (``check_nobs_vs_nRE``). Smooth terms ``s(...)`` become
+    fixed columns and one random-effects term each
+    (:func:`mmbook.engine.smooth.add_smooths`); ``residual`` becomes the
+    model frame's residual correlation structure
+    (:func:`mmbook.engine.residual.residual_correlation`).
 
     Raises
     ------
     ValueError
-        The formula has no random-effects term (use :func:`mmbook.lm`).
+        The formula has no random-effects term and no smooth (use
+        :func:`mmbook.lm`, or :func:`mmbook.gls` for correlated residuals).
     """
     f = parse_formula(formula)
-    if not f.random:
+    fixed, smooths = split_smooths(f.fixed)
+    if not f.random and not smooths:
+        hint = "mmbook.gls" if residual is not None else "mmbook.lm"
         raise ValueError(f"no random-effects terms in {formula!r}: add one such as (1 | group), "
-                         "or use mmbook.lm for a model without random effects")
-    return model_frame(f, data, drop_rank=True, stacklevel=stacklevel + 1, **frame_args)
+                         f"or use {hint} for a model without random effects")
+    control = check_control(control)
+    spec = parse_residual(residual) if residual is not None else None
+    if spec is not None and frame_args.get("weights") is not None:
+        raise NotImplementedError("prior weights together with correlated residuals are not supported")
+    extra = [s.variable for s in smooths] + (spec.variables if spec else [])
+    mf = model_frame(replace(f, fixed=fixed), data, drop_rank=True, stacklevel=stacklevel + 1,
+                     check_nobs_vs_nRE=control.check_nobs_vs_nRE, extra_variables=extra, **frame_args)
+    if smooths:
+        mf = add_smooths(mf, smooths, stacklevel=stacklevel + 1)
+    mf.formula = f
+    if spec is not None:
+        mf.residual = residual_correlation(spec, mf.frame)
+        check_nesting(mf.residual, mf.terms[0])
+    return mf

@@ -50,6 +50,7 @@ from .crossprod import GramPattern, RestProducts
 from .design import ModelFrame, RandomTerm
 from .gradient import objective_gradient
 from .linalg import factor_first_term, inv_lower_blocks, solve_upper_blocks
+from .residual import check_nesting
 from .response import GaussianResponse
 from .sparse import sparse_schur
 
@@ -260,11 +261,19 @@ class PLS:
         if sqrtw is None and mf.weights is not None:
             sqrtw = np.sqrt(mf.weights)
 
-        # theta layout: term k owns theta[off[k]:off[k+1]]
+        # theta layout: term k owns theta[off[k]:off[k+1]]; a residual correlation's parameter follows
         sizes = [t.ntheta for t in self.terms]
         self.theta_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.ntheta = int(self.theta_offsets[-1])
         self.lower = np.concatenate([t.theta_lower() for t in self.terms])
         self.theta0 = np.concatenate([t.theta_start() for t in self.terms])
+        self.residual = getattr(mf, "residual", None)
+        self._eta, self.logdet_R = 0.0, 0.0
+        if self.residual is not None:
+            check_nesting(self.residual, self.terms[0])
+            self.lower = np.append(self.lower, -np.inf)  # eta: nlme's unconstrained scale
+            self.theta0 = np.append(self.theta0, 0.0)
+            self.logdet_R = self.residual.logdet(self._eta)
 
         t1 = self.terms[0]
         self.m1, self.q1 = t1.nlevels, t1.q
@@ -272,7 +281,7 @@ class PLS:
         self.Qr = int(sum(t.nlevels * t.q for t in self.rest))
         if self.rest:
             self._lam_pattern = self._lambda_pattern(self.rest, self.theta_offsets[1])
-            self._rest_scalar = all(t.q == 1 for t in self.rest)
+            self._rest_scalar = all(t.q == 1 or t.structure == "identity" for t in self.rest)  # diagonal Lambda
         self.sqrtw = None
         self._rest_products = self._gram_structure = None
         self._XF = np.asfortranarray(self.X, dtype=float)
@@ -287,6 +296,21 @@ class PLS:
     @property
     def REML(self) -> bool:
         return self.response.REML
+
+    def _whiten_at(self, theta: np.ndarray) -> None:
+        """Re-form the cross-products when ``theta`` carries a new residual correlation parameter."""
+        if self.residual is None:
+            return
+        eta = float(theta[self.ntheta])
+        if eta != self._eta:
+            if not np.isfinite(eta):
+                raise ValueError("the residual correlation parameter is not finite")
+            self._eta = eta
+            self.reweight(self.sqrtw)
+
+    def correlation(self, theta: np.ndarray) -> float:
+        """The residual correlation parameter (``phi`` or ``rho``) at ``theta`` (NaN without one)."""
+        return np.nan if self.residual is None else self.residual.value(float(theta[self.ntheta]))
 
     def _level_sums(self, x: np.ndarray) -> np.ndarray:
         """Sums of ``x`` over the rows of each level of the first term: contiguous runs
@@ -324,13 +348,20 @@ class PLS:
         XY[:, p] = self.y
         if w is not None:
             XY *= w[:, None]
+        corr = self.residual
+        if corr is not None:  # correlated residuals: rows whitened within clusters (mmbook.engine.residual)
+            XY = np.asfortranarray(corr.whiten_columns(self._eta, XY))
+            self.logdet_R = corr.logdet(self._eta)
         self._XY = XY
         self.Axyxy = XY.T @ XY
         self._gram = None
+        self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
 
         # first term: block diagonal, one sum per level and pair of columns
         m1, q1 = self.m1, self.q1
         z1 = self._z1F if w is None else self._z1F * w[:, None]
+        if corr is not None:  # the residual clusters are nested in the first term's levels (checked)
+            z1 = np.asfortranarray(corr.whiten_columns(self._eta, z1))
         A11 = np.empty((q1, q1, m1))  # element-major (q, q, m): see mmbook.engine.linalg
         for a in range(q1):
             for b in range(a + 1):
@@ -344,6 +375,20 @@ class PLS:
 
         # remaining terms: cross-products with everything else, at positions found on the first call
         if self.rest:
+            if corr is not None:  # whitened rows reach into several levels of the later terms: sparse products
+                W = sp.diags(w) if w is not None else None
+                Zr = sp.hstack([t.Z() for t in self.rest], format="csc")
+                Z1 = self.terms[0].Z().tocsc()
+                if W is not None:
+                    Zr, Z1 = (W @ Zr).tocsc(), (W @ Z1).tocsc()
+                Zr, Z1 = corr.whiten_columns(self._eta, Zr), corr.whiten_columns(self._eta, Z1)
+                Ar1 = (Zr.T @ Z1).tocsr()
+                self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
+                self.Ar1 = Ar1.toarray() if self._rest_dense else Ar1
+                self.Arr = (Zr.T @ Zr).toarray()
+                self.Arxy = np.asarray(Zr.T @ XY)
+                self._gram = None  # the pattern of Ar1 may change with the correlation parameter
+                return self
             if self._rest_products is None:
                 self._rest_products = RestProducts(self.terms[0], self.rest)
             rp = self._rest_products
@@ -378,6 +423,7 @@ class PLS:
         self._sparse, self._sparse_checked = None, False
         return self
 
+
     # ------------------------------------------------------------------ start
     def moment_start(self) -> np.ndarray:
         """A starting ``theta`` near the optimum, from moments.
@@ -389,7 +435,20 @@ class PLS:
         two relations give ``theta_k = tau_k / sigma``. Other terms keep
         lme4's start. The optimum found is the same; on crossed designs it is
         reached in about half the evaluations.
+
+        With correlated residuals the correlation parameter starts at the
+        best of a few values (the criterion at each, with the start of
+        ``theta``): the criterion can have a local minimum at a small and at
+        a large correlation.
         """
+        theta = self._moment_theta()
+        if self.residual is not None:
+            crit = [(self.objective(np.append(theta[:self.ntheta], e)), i)
+                    for i, e in enumerate(self.residual.start_values)]
+            theta[self.ntheta] = self.residual.start_values[min(crit)[1]]
+        return theta
+
+    def _moment_theta(self) -> np.ndarray:
         theta = self.theta0.copy()
         icpt = [k for k, t in enumerate(self.terms)
                 if t.q == 1 and np.all(t.z[:, 0] == 1.0)]
@@ -434,14 +493,11 @@ class PLS:
         rows, cols, idx = [], [], []
         off_col, off_theta = 0, theta_start
         for t in terms:
-            r, c = np.tril_indices(t.q)
-            # theta index of each (r, c) in column-major lower-triangle order
-            order = {(int(rr), int(cc)): i for i, (cc, rr) in enumerate(zip(*np.triu_indices(t.q)))}
-            tidx = np.array([order[(int(rr), int(cc))] for rr, cc in zip(r, c)]) + off_theta
+            r, c, tidx = t.lambda_entries()
             lev = np.arange(t.nlevels)[:, None] * t.q + off_col
             rows.append((lev + r[None, :]).ravel())
             cols.append((lev + c[None, :]).ravel())
-            idx.append(np.broadcast_to(tidx, (t.nlevels, len(tidx))).ravel())
+            idx.append(np.broadcast_to(tidx + off_theta, (t.nlevels, len(tidx))).ravel())
             off_col += t.nlevels * t.q
             off_theta += t.ntheta
         return np.concatenate(rows), np.concatenate(cols), np.concatenate(idx), off_col
@@ -473,6 +529,7 @@ class PLS:
             ``X`` is rank deficient).
         """
         theta = np.asarray(theta, dtype=float)
+        self._whiten_at(theta)
         T1 = self.T(0, theta)
         L11, W1, logdet11 = self._factor_first_term(T1)
         S, Lr1 = self._schur_complement(theta, T1, L11, W1, full)
@@ -583,7 +640,8 @@ class PLS:
             return np.inf
         if not all(np.isfinite(pieces)):
             return np.inf
-        return self.response.objective(*pieces)
+        # correlated residuals: -2 log L of the whitened rows plus log|R| (the Jacobian of W)
+        return self.response.objective(*pieces) + self.logdet_R
 
     def objective_gradient(self, theta: np.ndarray):
         """``(criterion, gradient)``, the gradient None where finite differences must do: see :mod:`mmbook.engine.gradient`."""
@@ -603,7 +661,7 @@ class PLS:
         Python's overhead per step, and the gradient's extra steps cost more
         than the evaluations they save (sleepstudy: 11 ms against 9 ms).
         """
-        if self.m1 * self.q1 + self.Qr < 1000:
+        if self.m1 * self.q1 + self.Qr < 1000 or not self._plain_terms():
             return False
         return not (self.rest and len(self.theta0) <= 2)
 
@@ -613,9 +671,13 @@ class PLS:
 
     def uses_sparse_factor(self, theta=None) -> bool:
         """Whether evaluations go through the sparse factor of the later terms (decided at a valid ``theta``)."""
-        if self._gram is not None and not self._sparse_checked and theta is not None:
+        if self._gram is not None and not self._sparse_checked and theta is not None and self._plain_terms():
             self._decide_sparse(np.asarray(theta, dtype=float))
         return self._sparse is not None
+
+    def _plain_terms(self) -> bool:
+        """Only lme4's terms (no smooth's ``T = theta I`` with several columns) and independent residuals."""
+        return self.residual is None and all(t.structure == "general" for t in self.terms)
 
     def _decide_sparse(self, theta):
         T1 = self.T(0, theta)

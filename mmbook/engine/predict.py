@@ -31,6 +31,8 @@ import pandas as pd
 from .design import factor_codes, model_matrix
 from .formula import BarTerm, parse_formula
 from .newdata import newdata_fixed, newdata_random
+from .residual import residual_correlation
+from .smooth import is_smooth, newdata_smooth
 
 __all__ = ["predict", "simulate", "simulate_matrix", "linear_predictor", "re_form_terms", "normal_draws", "as_rng"]
 
@@ -104,6 +106,17 @@ def _level_positions(levels, frame: pd.DataFrame, group: str, what: str, allow_n
     return pos, codes, labels
 
 
+def _smooth_part(fit, frame: pd.DataFrame | None) -> np.ndarray:
+    """``sum_s Z_s b_s``: the smooths' penalized parts (part of every prediction, whatever ``re_form``)."""
+    n = fit.nobs if frame is None else len(frame)
+    eta = np.zeros(n)
+    for t, g in zip(fit.terms, fit.gamma):
+        if is_smooth(t):
+            z = t.z if frame is None else newdata_smooth(fit.mf, t, frame)
+            eta += z @ g[0]
+    return eta
+
+
 def _term_columns(fit, bar: BarTerm, frame: pd.DataFrame):
     """The columns of ``bar`` on ``frame`` with their names; the fitted term's spec when it is one."""
     for t in fit.terms:
@@ -175,8 +188,10 @@ def linear_predictor(fit, newdata, bars, allow_new_levels: bool = False) -> np.n
         eta = fit.mf.X @ fit.beta + fit.offset
         if bars is None:
             eta = eta + fit.Zgamma()
-        elif bars:
-            eta = eta + _re_contribution(fit, fit.mf.frame, bars, allow_new_levels=False)
+        else:
+            eta = eta + _smooth_part(fit, None)
+            if bars:
+                eta = eta + _re_contribution(fit, fit.mf.frame, bars, allow_new_levels=False)
         return eta
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
@@ -185,11 +200,16 @@ def linear_predictor(fit, newdata, bars, allow_new_levels: bool = False) -> np.n
     eta = X @ fit.beta + offset
     if bars is None:
         for t, g in zip(fit.terms, fit.gamma):
+            if is_smooth(t):  # a smooth: its one level holds every row
+                eta = eta + newdata_smooth(fit.mf, t, newdata) @ g[0]
+                continue
             z, pos = newdata_random(fit.mf, t, newdata, allow_new_levels)
             new = pos < 0
             eta = eta + np.einsum("nq,nq->n", np.where(new[:, None], 0.0, z), g[np.where(new, 0, pos)])
-    elif bars:
-        eta = eta + _re_contribution(fit, newdata, bars, allow_new_levels)
+    else:
+        eta = eta + _smooth_part(fit, newdata)
+        if bars:
+            eta = eta + _re_contribution(fit, newdata, bars, allow_new_levels)
     return eta
 
 
@@ -232,8 +252,8 @@ def _simulated_terms(fit, frame: pd.DataFrame, on_fit_frame: bool, allow_new_lev
     """
     out = []
     for k, t in enumerate(fit.terms):
-        if cond is None or any(_same_bar(t.bar, b) for b in cond):
-            continue
+        if cond is None or any(_same_bar(t.bar, b) for b in cond) or is_smooth(t):
+            continue  # conditioned on (a smooth is part of the mean: held at its estimate)
         if on_fit_frame:
             out.append((k, t.refs, t.z, t.nlevels))
             continue
@@ -281,6 +301,11 @@ def simulate_matrix(fit, nsim: int, rng, re_form=None, newdata: pd.DataFrame | N
     if on_fit_frame:  # prior weights: residual sd sigma / sqrt(w_i); a row of weight 0 keeps its mean
         w = fit.weights
         e = e * np.where(w > 0, 1.0 / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
+    corr = fit.mf.residual
+    if corr is not None:  # correlated residuals: e = W^{-1} (independent draws)
+        if not on_fit_frame:
+            corr = residual_correlation(corr.spec, frame, estimate=False)
+        e = corr.color(float(fit.opt.theta[sum(t.ntheta for t in fit.terms)]), e.T).T
     return eta[:, None] + fit.sigma * (reff + e).T
 
 

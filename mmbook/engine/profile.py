@@ -42,46 +42,58 @@ def _colmajor(q):
     return rows, cols
 
 
+def _entries(t):
+    """Rows and columns of a term's sd/cor parameters: the lower triangle, or one sd for ``T = theta I``."""
+    if t.structure == "identity":
+        return np.zeros(1, dtype=int), np.zeros(1, dtype=int)
+    return _colmajor(t.q)
+
+
 def param_names(fit, old_names: bool = True) -> list[str]:
     """lme4's names of the variance parameters (``profnames``).
 
     ``old_names=True`` (lme4's default, ``signames``): ``.sig01``, ``.sig02``,
     ..., ``.sigma``. ``old_names=False``: ``sd_(Intercept)|Subject``,
-    ``cor_Days.(Intercept)|Subject``, ..., ``sigma``.
+    ``cor_Days.(Intercept)|Subject``, ..., ``sigma``. A residual correlation
+    parameter comes before sigma: ``.phi``/``.rho`` (``phi``/``rho``).
     """
+    corr = fit.mf.residual
+    extra = [] if corr is None else [("." if old_names else "") + corr.parameter]
     if old_names:
         k = sum(t.ntheta for t in fit.terms)
-        return [f".sig{i + 1:02d}" for i in range(k)] + [".sigma"]
+        return [f".sig{i + 1:02d}" for i in range(k)] + extra + [".sigma"]
     out = []
     for t in fit.terms:
-        for r, c in zip(*_colmajor(t.q)):
+        for r, c in zip(*_entries(t)):
             if r == c:
-                out.append(f"sd_{t.cnames[r]}|{t.group}")
+                out.append(f"sd_{t.cnames[r] if t.structure != 'identity' else t.bar.text.split(' |')[0]}|{t.group}")
             else:
                 out.append(f"cor_{t.cnames[r]}.{t.cnames[c]}|{t.group}")
-    return out + ["sigma"]
+    return out + extra + ["sigma"]
 
 
-def _phi(terms, theta, sigma, offsets) -> np.ndarray:
-    """sd/cor parameters (then sigma) from ``theta`` and ``sigma``."""
+def _phi(terms, theta, sigma, offsets, corr=None) -> np.ndarray:
+    """sd/cor parameters (then a residual correlation, then sigma) from ``theta`` and ``sigma``."""
     out = []
     for k, t in enumerate(terms):
         T = t.T(theta[offsets[k]:offsets[k + 1]])
         S = sigma ** 2 * (T @ T.T)
         sd = np.sqrt(np.diag(S))
-        for r, c in zip(*_colmajor(t.q)):
+        for r, c in zip(*_entries(t)):
             out.append(sd[r] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
+    if corr is not None:
+        out.append(corr.value(float(theta[offsets[len(terms)]])))
     out.append(sigma)
     return np.array(out)
 
 
 def sdcor(fit) -> np.ndarray:
     """Variance parameters on lme4's sd/cor scale, in ``theta``'s order, then sigma."""
-    return _phi(fit.terms, fit.opt.theta, fit.sigma, fit.pls.theta_offsets)
+    return _phi(fit.terms, fit.opt.theta, fit.sigma, fit.pls.theta_offsets, fit.mf.residual)
 
 
-def _theta_sigma(terms, phi: np.ndarray):
-    """Map sd/cor parameters (and sigma, last) to ``(theta, sigma)``; None if invalid."""
+def _theta_sigma(terms, phi: np.ndarray, corr=None):
+    """Map sd/cor parameters (a residual correlation, and sigma, last) to ``(theta, sigma)``; None if invalid."""
     sigma = phi[-1]
     if not sigma > 0:
         return None
@@ -90,6 +102,11 @@ def _theta_sigma(terms, phi: np.ndarray):
         rows, cols = _colmajor(t.q)
         vals = phi[pos:pos + t.ntheta]
         pos += t.ntheta
+        if t.structure == "identity":
+            if vals[0] < 0:
+                return None
+            theta.append(vals[0] / sigma)
+            continue
         sd = np.zeros(t.q)
         R = np.eye(t.q)
         for v, r, c in zip(vals, rows, cols):
@@ -104,6 +121,11 @@ def _theta_sigma(terms, phi: np.ndarray):
             return None
         T = (sd / sigma)[:, None] * Lr
         theta.extend(T[rows, cols])
+    if corr is not None:
+        lo, hi = corr.bounds
+        if not lo < phi[pos] < hi:
+            return None
+        theta.append(corr.eta_of(float(phi[pos])))
     return np.array(theta), sigma
 
 
@@ -196,6 +218,7 @@ class Profiler:
         self.pls = PLS(mfit.mf, REML=False)
         self.n = mfit.nobs
         self.terms = mfit.terms
+        self.corr = mfit.mf.residual
         self.offsets = self.pls.theta_offsets
         self.dev_min = mfit.objective
         phi = sdcor(mfit)
@@ -204,8 +227,10 @@ class Profiler:
         self.estimates = np.concatenate([phi, mfit.beta])
         bounds = []
         for t in self.terms:
-            for r, c in zip(*_colmajor(t.q)):
+            for r, c in zip(*_entries(t)):
                 bounds.append((0.0, np.inf) if r == c else (-1.0, 1.0))
+        if self.corr is not None:
+            bounds.append(self.corr.bounds)
         bounds.append((1e-12 * max(phi[-1], 1.0), np.inf))
         bounds += [(-np.inf, np.inf)] * self.p
         self.bounds = np.array(bounds, dtype=float)
@@ -213,7 +238,7 @@ class Profiler:
 
     # ------------------------------------------------------------ deviances
     def _dev_phi(self, phi):
-        ts = _theta_sigma(self.terms, phi)
+        ts = _theta_sigma(self.terms, phi, self.corr)
         if ts is None:
             return np.inf
         theta, sigma = ts
@@ -223,7 +248,8 @@ class Profiler:
             return np.inf
         if not F.is_valid():
             return np.inf
-        return self.pls.response.deviance_at(F.logdet_L, F.pwrss, sigma)  # weights included
+        # weights included; correlated residuals add log|R| (the Jacobian of the whitening)
+        return self.pls.response.deviance_at(F.logdet_L, F.pwrss, sigma) + self.pls.logdet_R
 
     def _beta_pieces(self, theta):
         s = self.pls.solve(theta)
@@ -245,7 +271,7 @@ class Profiler:
         e[j] = 1.0
         w = sla.solve_triangular(RX, e, lower=True, check_finite=False)  # V_jj = |R_X^{-1} e_j|^2
         r2 = F.pwrss + (v - beta[j]) ** 2 / float(w @ w)
-        return self.pls.response.objective(F.logdet_L, 0.0, r2)  # ML, profiled over sigma
+        return self.pls.response.objective(F.logdet_L, 0.0, r2) + self.pls.logdet_R  # ML, profiled over sigma
 
     # --------------------------------------------------------------- points
     def point(self, j: int, v: float, start=None):
@@ -268,7 +294,7 @@ class Profiler:
                 dev = res.fun
             else:
                 dev = self._dev_phi(phi0)
-            ts = _theta_sigma(self.terms, phi0)
+            ts = _theta_sigma(self.terms, phi0, self.corr)
             beta = self.pls.solve(ts[0]).beta if ts is not None and np.isfinite(dev) else np.full(self.p, np.nan)
             params = np.concatenate([phi0, beta])
             nxt = phi0
@@ -282,7 +308,7 @@ class Profiler:
             beta[jb] = v
             r2 = s.pwrss + (v - s.beta[jb]) ** 2 / V[jb, jb]
             sigma = self.pls.response.sigma(r2)
-            params = np.concatenate([_phi(self.terms, res.theta, sigma, self.offsets), beta])
+            params = np.concatenate([_phi(self.terms, res.theta, sigma, self.offsets, self.corr), beta])
             nxt = res.theta
         zeta = np.sign(v - est[j]) * np.sqrt(max(dev - self.dev_min, 0.0)) if np.isfinite(dev) else np.nan
         return zeta, params, nxt

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..rprint import abbreviate, cat_number, coef_matrix_cells, format_real, format_table, print_matrix, zapsmall
 
-__all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines"]
+__all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines",
+           "convergence_lines"]
 
 
 def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
@@ -31,7 +32,7 @@ def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
         nm.append("")
         var.append(fit.sigma ** 2)
         sd.append(fit.sigma)
-    maxq = max(t.q for t in fit.terms)
+    maxq = max(len(vc.names) for vc in fit.vc_terms)
     corr_cols = [[""] * len(grp) for _ in range(maxq - 1)]
     row = 0
     for C in corr_blocks:
@@ -60,6 +61,25 @@ def _fixef_rows(fit, digits: int = 4):
         tval = beta / se
     rows, _ = coef_matrix_cells(np.column_stack([beta, se, tval]), digits, has_p=False, tst_col=2)
     return ["Estimate", "Std. Error", "t value"], rows, list(fit.fixef.index)
+
+
+def _extra_lines(fit) -> list[str]:
+    """What mmbook adds to lme4's layout: the residual correlation and the smooth terms."""
+    out = []
+    corr = fit.mf.residual
+    if corr is not None:
+        spec = corr.spec
+        out.append(f"Residual correlation: {corr.name}, ~{spec.time or 1}{' | ' + spec.group if spec.group else ''}: "
+                   f"{corr.parameter} = {format_real([fit.correlation], 4)[0]}")
+    sm = fit.smooths if fit.mf.smooths else None
+    if sm is not None and len(sm):
+        out.append("")
+        out.append("Smooth terms (penalized splines as random effects; lambda = sigma^2 / tau^2):")
+        rows = [[str(int(r.k)), r.bs, format_real([r.edf], 4)[0],
+                 format_real([r["lambda"]], 4)[0] if np.isfinite(r["lambda"]) else "Inf"]
+                for _, r in sm.iterrows()]
+        out.extend(print_matrix(list(sm.index), ["k", "bs", "edf", "lambda"], rows))
+    return out
 
 
 def summary_text(fit, digits: int = 4) -> str:
@@ -96,6 +116,7 @@ def summary_text(fit, digits: int = 4) -> str:
     out.append(format_table(rows, header, ["l"] * len(header)))
     groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    out.extend(_extra_lines(fit))
     p = fit.mf.p
     if p:
         out.append("")
@@ -107,8 +128,7 @@ def summary_text(fit, digits: int = 4) -> str:
         k = len(fit.mf.dropped_columns)
         out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
                    f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
-    if fit.is_singular:
-        out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)\nboundary (singular) fit: see fit.is_singular")
+    out += convergence_lines(fit)
     return "\n".join(out) + "\n"
 
 
@@ -136,6 +156,27 @@ def fixef_correlation_lines(fit) -> list[str]:
     header = [abbreviate(n, 6) for n in names[:-1]]
     rn = [abbreviate(n, 11) for n in names[1:]]
     return ["", "Correlation of Fixed Effects:", format_table(rows, header, ["l"] * (p - 1), rownames=rn)]
+
+
+def convergence_lines(fit) -> list[str]:
+    """lme4's lines after the summary (``.prt.warn``): the optimizer's code, then the checks' messages.
+
+    Printed when the optimizer's code is not 0 or any check has something
+    to say: ``optimizer (L-BFGS-B) convergence code: 0 (OK)``, then lme4's
+    messages (a failed convergence check: "Model failed to converge ...";
+    a singular fit), then the optimizer's own warnings.
+    """
+    opt = fit.opt
+    conv = getattr(fit, "convergence", None)
+    checks = list(conv.messages) if conv is not None else []
+    if fit.is_singular:
+        checks.append("boundary (singular) fit: see fit.is_singular")
+    own = [m for m in opt.messages if m not in checks]
+    code = int(getattr(opt, "code", 0))
+    if code == 0 and not checks and not own:
+        return []
+    status = "OK" if code == 0 else getattr(opt, "message", "") or "failed"
+    return [f"optimizer ({getattr(opt, 'optimizer', 'L-BFGS-B')}) convergence code: {code} ({status})"] + checks + own
 
 
 def summary_html(fit) -> str:

@@ -42,6 +42,9 @@ def _ran_pars(fit, scale, conf_int, conf_level, conf_method):
     rows = []
     for t, grp in zip(fit.terms, groups):  # one group label per term, in the terms' order
         sub = vc[vc["grp"] == grp]
+        if t.structure == "identity":  # a smooth: one variance for all its random effects
+            rows.append((grp, f"{prefix[0]}__{sub['var1'].iloc[0]}", float(sub[value].iloc[0])))
+            continue
         cols, rws = np.triu_indices(t.q)  # lower triangle, column-major (theta's order)
         for r, c in zip(rws, cols):
             if r == c:
@@ -51,6 +54,8 @@ def _ran_pars(fit, scale, conf_int, conf_level, conf_method):
                 hit = sub[(sub["var1"] == t.cnames[c]) & (sub["var2"] == t.cnames[r])]
                 term = f"{prefix[1]}__{t.cnames[c]}.{t.cnames[r]}"
             rows.append((grp, term, float(hit[value].iloc[0])))
+    if fit.mf.residual is not None:  # the residual correlation parameter (phi or rho), before sigma
+        rows.append(("Residual", fit.mf.residual.parameter, float(fit.correlation)))
     res = vc[vc["grp"] == "Residual"].iloc[0]
     rows.append(("Residual", f"{prefix[0]}__Observation", float(res[value])))
     df = pd.DataFrame(rows, columns=["group", "term", "estimate"])

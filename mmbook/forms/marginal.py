@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from .arguments import as_matrix, as_vector, square_psi
 
-__all__ = ["Z_matrix", "gamma_vector", "psi_big", "marginal_cov", "marginal_logdensity",
+__all__ = ["Z_matrix", "gamma_vector", "psi_big", "marginal_cov", "residual_R", "marginal_logdensity",
            "conditional_logdensity", "gls_beta", "reml_logdensity"]
 
 _LOG2PI = np.log(2.0 * np.pi)
@@ -99,10 +99,10 @@ def psi_big(fit) -> sp.csr_matrix:
 
 
 # --------------------------------------------------------------- covariance
-def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False):
-    """Marginal covariance of the response, ``Sigma = Z psi_big Z' + sigma^2 I``.
+def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, R=None, sparse: bool = False):
+    """Marginal covariance of the response, ``Sigma = Z psi_big Z' + sigma^2 R`` (``R = I`` usually).
 
-    .. math:: \\Sigma = \\operatorname{Var}(y) = Z \\psi_{\\text{big}} Z^\\top + \\sigma^2 I_n .
+    .. math:: \\Sigma = \\operatorname{Var}(y) = Z \\psi_{\\text{big}} Z^\\top + \\sigma^2 R .
 
     Entry ``(i, k)`` is the covariance of observations ``i`` and ``k``: it is
     zero unless they share a level of some grouping factor, so ``Sigma`` is
@@ -121,6 +121,9 @@ def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False
         (``I_{Q/q} (x) psi``, as for a single term with ``Q/q`` levels).
     sigma : float, optional
         Residual standard deviation (not the variance).
+    R : array_like or sparse matrix, shape (n, n), optional
+        Correlation matrix of the residuals (default: the identity; from a
+        fit with correlated residuals, their fitted ``R``, :func:`residual_R`).
     sparse : bool, default False
         Return a ``scipy.sparse.csr_matrix`` instead of a dense array.
 
@@ -142,6 +145,8 @@ def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False
             raise TypeError("give either a fit or Z, psi and sigma, not both")
         _check_fit(fit)
         Z, P, sigma = Z_matrix(fit), psi_big(fit), float(fit.sigma)
+        if R is None:
+            R = residual_R(fit)
     else:
         if Z is None or psi is None or sigma is None:
             raise TypeError("marginal_cov needs a fit, or all of Z, psi and sigma")
@@ -154,8 +159,27 @@ def marginal_cov(fit=None, *, Z=None, psi=None, sigma=None, sparse: bool = False
     ZPZ = (Z @ P @ Z.T).tocsr()
     # exactly symmetric: the sparse product can differ from its transpose in the last bit
     ZPZ = (ZPZ + ZPZ.T) * 0.5
-    Sigma = ZPZ + sigma ** 2 * sp.identity(n, format="csr")
+    if R is None:
+        R = sp.identity(n, format="csr")
+    else:
+        R = sp.csr_matrix(R, dtype=float)
+        if R.shape != (n, n):
+            raise ValueError(f"R must be {n} x {n} (the rows of Z), got {R.shape}")
+    Sigma = ZPZ + sigma ** 2 * R
     return Sigma.tocsr() if sparse else Sigma.toarray()
+
+
+def residual_R(fit) -> sp.csr_matrix:
+    """The fitted correlation matrix ``R`` of a fit's residuals (``n x n``; the identity without one).
+
+    For ``lmer(..., residual="ar1(t | g)")`` block diagonal with
+    ``R_ij = phi^|t_i - t_j|`` within a cluster (see :mod:`mmbook.engine.residual`).
+    """
+    corr = getattr(fit.mf, "residual", None)
+    if corr is None:
+        return sp.identity(fit.nobs, format="csr")
+    eta = float(fit.opt.theta[sum(t.ntheta for t in fit.terms)])
+    return corr.full_matrix(eta)
 
 
 

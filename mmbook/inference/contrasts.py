@@ -348,4 +348,7 @@ def fixed_terms(fit) -> TermStructure:
     """The fixed-effect terms of ``fit`` (see :class:`TermStructure`)."""
     if not isinstance(fit.mf.frame, pd.DataFrame):
         raise TypeError("the fit has no model frame to read its terms from")
+    if getattr(fit.mf, "smooths", None):
+        raise NotImplementedError("type II/III tests and marginal means are not available for models with smooth "
+                                  "terms s(x); fit.coef_table(ddf=...) tests single coefficients")
     return TermStructure(fit)

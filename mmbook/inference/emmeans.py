@@ -243,6 +243,8 @@ def emmeans(fit, specs, ddf: str | None = None, level: float = 0.95) -> EMMeans:
         some means would not be estimable); bad ``ddf`` or ``level``.
     """
     check_fit(fit)
+    if getattr(fit.mf, "smooths", None):
+        raise NotImplementedError("marginal means are not available for models with smooth terms s(x)")
     specs = [specs] if isinstance(specs, str) else list(specs)
     ddf = _default_ddf(fit) if ddf is None else _check_ddf(ddf)
     _check_level(level)

@@ -83,6 +83,10 @@ def _components(fit):
     comps, ggamma = [], []
     for k, t in enumerate(fit.terms):
         psi = fit.psi(k)
+        if t.structure == "identity":  # a smooth: psi = tau^2 I, one parameter with G = Z Z'
+            comps.append((k, np.eye(t.q)))
+            ggamma.append(psi[0, 0])
+            continue
         cols, rows = np.triu_indices(t.q)  # column-major lower triangle: (row, col) with row >= col
         for i, j in zip(rows, cols):
             E = np.zeros((t.q, t.q))
@@ -126,6 +130,9 @@ def kr_setup(fit) -> KRSetup:
     if not fit.REML:
         raise ValueError("Kenward-Roger's method is only available for REML model fits: refit with REML=True "
                          "(or use ddf='Satterthwaite')")
+    if getattr(fit.mf, "residual", None) is not None:
+        raise NotImplementedError("Kenward-Roger's method here assumes Sigma linear in the variance parameters "
+                                  "(pbkrtest's), which correlated residuals are not: use ddf='Satterthwaite'")
     n = fit.nobs
     if n > MAX_N:
         raise ValueError(f"Kenward-Roger's method works with the dense n x n marginal covariance; n = {n} "

@@ -48,6 +48,9 @@ SINGULAR_TOL = 1e-5
 def variance_components(fit) -> dict:
     """``{"fixed": sigma_f^2, "random": sigma_r^2, "residual": sigma_e^2}`` (insight's ``get_variance``)."""
     check_fit(fit)
+    if getattr(fit.mf, "smooths", None):
+        raise NotImplementedError("R2 and ICC of models with smooth terms s(x) are not defined here: a smooth is "
+                                  "part of the mean, not a random-effects variance")
     eta = fit.X @ fit.beta
     var_fixed = float(np.var(eta, ddof=1)) if len(eta) > 1 else 0.0
     var_random = 0.0
@@ -58,7 +61,7 @@ def variance_components(fit) -> dict:
 
 
 def _singular(fit) -> bool:
-    return bool(np.any(np.abs(fit.theta[fit.pls.lower == 0]) < SINGULAR_TOL))
+    return bool(np.any(np.abs(fit.theta[fit.pls.lower[:len(fit.theta)] == 0]) < SINGULAR_TOL))
 
 
 def r2(fit) -> dict:

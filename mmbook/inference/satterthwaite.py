@@ -56,6 +56,9 @@ _LOG2PI = float(np.log(2.0 * np.pi))
 class VarparFunctions:
     """The deviance and ``vcov(beta)`` as functions of ``varpar = (theta, sigma)``.
 
+    With correlated residuals ``theta`` ends with the correlation parameter
+    (on nlme's unconstrained scale) and the deviance includes ``log|R|``.
+
     Parameters
     ----------
     pls : mmbook.engine.pls.PLS
@@ -82,7 +85,8 @@ class VarparFunctions:
             F = self.pls.factor(np.asarray(theta, dtype=float))
             RX = F.RX
             RXinv = sla.solve_triangular(RX, np.eye(self.p), lower=True) if self.p else RX
-            hit = (F.logdet_L, F.logdet_RX, F.pwrss, RXinv.T @ RXinv)
+            # correlated residuals: log|R| of the whitening at this theta's correlation parameter
+            hit = (F.logdet_L + getattr(self.pls, "logdet_R", 0.0), F.logdet_RX, F.pwrss, RXinv.T @ RXinv)
             if len(self._cache) > 512:
                 self._cache.clear()
             self._cache[key] = hit
@@ -188,8 +192,8 @@ def satterthwaite_setup(fit=None, *, pls=None, REML=None, varpar=None, vcov_beta
             return hit
     pls = fit.pls if pls is None else pls
     REML = fit.REML if REML is None else REML
-    if varpar is None:
-        varpar = np.concatenate([fit.theta, [fit.sigma]])
+    if varpar is None:  # theta, a residual correlation's parameter (nlme's scale) if any, sigma
+        varpar = np.concatenate([fit.opt.theta, [fit.sigma]])
     varpar = np.asarray(varpar, dtype=float)
     funs = VarparFunctions(pls, REML)
     if vcov_beta is None:

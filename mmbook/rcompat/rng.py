@@ -371,6 +371,42 @@ class RRandom:
         out[draw] = mu[draw] + s[draw] * self.norm_rand(int(draw.sum()))
         return out
 
+    def unif_index(self, dn: int) -> int:
+        """R's ``R_unif_index(dn)`` (sample.kind "Rejection", R >= 3.6): a uniform integer in ``[0, dn)``.
+
+        Random bits, 16 at a time from ``unif_rand()``, masked to the next
+        power of two, rejected until below ``dn``.
+        """
+        if dn <= 0:
+            return 0
+        bits = int(np.ceil(np.log2(dn)))
+        while True:
+            v = 0
+            for _ in range(0, bits + 1, 16):
+                v = 65536 * v + int(np.floor(self.unif_rand(1)[0] * 65536))
+            v &= (1 << bits) - 1
+            if v < dn:
+                return v
+
+    def sample(self, n: int, size: int) -> np.ndarray:
+        """R's ``sample.int(n, size)`` without replacement (1-based values, as R returns them).
+
+        R's algorithm (``do_sample``): draw an index ``j`` below the number
+        of values left, take ``x[j]``, move the last value into its place.
+        """
+        n, size = int(n), int(size)
+        if not 0 <= size <= n:
+            raise ValueError(f"cannot take a sample of size {size} from {n} values without replacement")
+        x = np.arange(n)
+        out = np.empty(size, dtype=np.int64)
+        left = n
+        for i in range(size):
+            j = self.unif_index(left)
+            out[i] = x[j] + 1
+            left -= 1
+            x[j] = x[left]
+        return out
+
     def mvrnorm(self, n, mu, Sigma, tol=1e-6, empirical=False):
         """Multivariate normal draws as ``MASS::mvrnorm`` (MASS 7.3-58).
 

@@ -13,7 +13,13 @@ Each file was written by an R script in ``tests/data/`` of the repository:
 * ``lme4_cbpp.json`` - lme4 1.1-31's glmer fits of cbpp for the GLMM chapter
   (``make_lme4_glmer.R``);
 * ``document_y5.json`` - R's ``MASS::mvrnorm`` draw of the document's fifth
-  response (``make_document_y5.R``).
+  response (``make_document_y5.R``);
+* ``mgcv_smooths.json``, ``gam1.csv`` - mgcv 1.8-41's cubic regression spline
+  basis and its ``gam``/``gamm`` REML and ML fits of smooths, on mgcv's
+  ``gamSim(1)`` example and sleepstudy (``make_mgcv.R``);
+* ``nlme_corr.json``, ``corr_*.csv`` - nlme 3.1-162's ``lme`` and ``gls`` with
+  AR(1) and compound-symmetry residual correlation on sleepstudy and
+  simulated series (``make_nlme_corr.R``).
 """
 
 from __future__ import annotations

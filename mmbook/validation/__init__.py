@@ -28,8 +28,8 @@ variance). mmbook is compared with ``tight`` and must not end above
 command line prints its table.
 
 Extension point for GLMMs: entries of kind ``"glmer"`` carry lme4's
-``glmer`` results (Laplace approximation, ``nAGQ = 1``; criterion
-``-2 logLik``). They are fitted when ``mmbook.glmer(formula, data,
+``glmer`` results (Laplace approximation, ``nAGQ = 1``, or adaptive
+Gauss-Hermite quadrature with ``nAGQ`` points; criterion ``-2 logLik``). They are fitted when ``mmbook.glmer(formula, data,
 family=..., nAGQ=...)`` exists and returns a fit with the accessors of
 :func:`mmbook.validation.records.fit_record`; until then they are reported
 as skipped, never as passed.
@@ -80,7 +80,7 @@ class Entry:
     @property
     def method(self) -> str:
         if self.kind == "glmer":
-            return f"{self.family} (Laplace)"
+            return f"{self.family} (Laplace)" if self.nAGQ in (None, 1) else f"{self.family} (nAGQ = {self.nAGQ})"
         return "REML" if self.REML else "ML"
 
 
@@ -253,7 +253,8 @@ class Validation:
         return ("Against lme4 1.1-31 at its optimum (bobyqa to rhoend = 1e-12); relative tolerances: "
                 + "; ".join(f"{q} {TOLERANCES[q]:.0e} of {SCALES[q]}" for q in QUANTITIES)
                 + f". mmbook's criterion may not exceed lme4's default fit's by more than {CRITERION_SLACK:.0e}"
-                " (relative).")
+                " (relative). GLMMs, where glmer's own optimum is less exact: "
+                + "; ".join(f"{q} {t:.0e}" for q, t in GLMM_TOLERANCES.items()) + ".")
 
     def __str__(self) -> str:
         return text_table(self.HEADER, self.display_rows(), title="mmbook vs lme4 1.1-31: the registry",

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from .. import datasets
+from ..data import load_cbpp
 from ..forms.marginal import marginal_cov
 from ..forms.panel import add_cluster_means
 from ..rcompat.rng import RRandom
@@ -148,6 +150,94 @@ def panel() -> pd.DataFrame:
     return d
 
 
+def sleepstudy_centred() -> pd.DataFrame:
+    """form1: sleepstudy with ``Days_c = Days - 4.5``, the days centred at their mean."""
+    s = _sleepstudy()
+    return s.assign(Days_c=s["Days"] - 4.5)
+
+
+def cluster_covariate() -> pd.DataFrame:
+    """form1: 100 clusters of 5 rows with a cluster-level covariate ``x_star`` (NumPy seed 1234).
+
+    The chapter fits ``y ~ x + x_star`` and the same model written with the
+    level-two design ``Z W`` as columns ``level2_one`` and ``level2_xstar``
+    (each row gets its cluster's row of ``W``; ``Z`` holds one 1 per row, so
+    ``Z W`` is exactly the cluster's values); both sets of columns are here.
+    """
+    m, n_c = 100, 5
+    rng = np.random.default_rng(1234)
+    x_star = rng.normal(size=m)
+    gamma = rng.normal(0.0, 0.5, size=m)
+    alpha = 3.0 + 0.5 * x_star + gamma
+    clus = np.repeat(np.arange(m), n_c)
+    x = rng.normal(size=m * n_c)
+    e = rng.normal(0.0, 1.0, size=m * n_c)
+    y = alpha[clus] + 0.75 * x + e
+    labels = np.array([f"c{k:03d}" for k in range(m)])
+    return pd.DataFrame({"y": y, "x": x, "clus": labels[clus], "level2_one": 1.0, "level2_xstar": x_star[clus],
+                         "x_star": x_star[clus]})
+
+
+def split_plot() -> pd.DataFrame:
+    """other_topics: 12 fields (whole plots, irrigation) of 4 plots (sub-plots, variety) (NumPy seed 1301)."""
+    rng = np.random.default_rng(1301)
+    n_fields = 12
+    field = np.repeat(np.arange(n_fields), 4)
+    irrigation = np.array(["low", "medium", "high"])[np.arange(n_fields) % 3][field]
+    variety = np.tile(["V1", "V2", "V3", "V4"], n_fields)
+    field_effect = rng.normal(0, 1.5, size=n_fields)
+    effect = (pd.Series(irrigation).map({"low": 0.0, "medium": 1.0, "high": 1.5})
+              + pd.Series(variety).map({"V1": 0.0, "V2": 0.5, "V3": 1.0, "V4": 0.2}))
+    return pd.DataFrame({
+        "harvest": 20 + effect + field_effect[field] + rng.normal(0, 0.7, size=field.size),
+        "irrigation": pd.Categorical(irrigation, categories=["low", "medium", "high"]),
+        "variety": variety, "field": [f"f{j:02d}" for j in field]})
+
+
+def few_clusters() -> pd.DataFrame:
+    """other_topics: 8 clusters of 4 rows, a small between-cluster SD (NumPy seed 2)."""
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(8), 4)
+    return pd.DataFrame({"y": 5 + rng.normal(0, 0.5, size=8)[g] + rng.normal(0, 1, size=g.size),
+                         "g": [f"c{j}" for j in g]})
+
+
+def glmm_binary() -> pd.DataFrame:
+    """glmm: 500 clusters of 12 binary responses, logit of a random-intercept model (NumPy seed 1988)."""
+    rng = np.random.default_rng(1988)
+    J, m, tau = 500, 12, 2.0
+    cluster = np.repeat(np.arange(J), m)
+    x = rng.normal(size=J * m)
+    gamma = rng.normal(0.0, tau, J)
+    eta = -1.0 + 1.0 * x + gamma[cluster]
+    y = (rng.random(J * m) < special.expit(eta)).astype(float)
+    return pd.DataFrame({"y": y, "x": x, "cluster": [f"c{j:03d}" for j in cluster]})
+
+
+def glmm_counts() -> pd.DataFrame:
+    """glmm: the first of the chapter's 100 Poisson data sets: 40 sites of 15 counts with exposure ``t``,
+    correlated random intercepts and slopes (NumPy seed 2024)."""
+    rng = np.random.default_rng(2024)
+    J, m = 40, 15
+    beta, sd, rho = np.array([0.5, 0.4]), np.array([0.6, 0.3]), -0.3
+    psi = np.outer(sd, sd) * np.array([[1, rho], [rho, 1]])
+    site = np.repeat(np.arange(J), m)
+    x = rng.normal(size=J * m)
+    t = rng.uniform(0.5, 3.0, J * m)
+    b = rng.multivariate_normal(np.zeros(2), psi, size=J)
+    mu = t * np.exp(beta[0] + beta[1] * x + b[site, 0] + b[site, 1] * x)
+    return pd.DataFrame({"y": rng.poisson(mu), "x": x, "t": t,
+                         "site": np.array([f"s{j:02d}" for j in range(J)])[site]})
+
+
+def cbpp_animals() -> pd.DataFrame:
+    """glmm: cbpp with one binary row per animal (``y`` = 1 for the ``incidence`` first animals of a row)."""
+    cbpp = load_cbpp()
+    rows = cbpp.loc[cbpp.index.repeat(cbpp["size"])].copy()
+    rows["y"] = np.concatenate([[1] * k + [0] * (n - k) for k, n in zip(cbpp["incidence"], cbpp["size"])])
+    return rows[["herd", "period", "y"]].reset_index(drop=True)
+
+
 # name -> (builder, chapter that builds it)
 BOOK_FRAMES = {
     "sleepstudy_deprived": (sleepstudy_deprived, "form1_varying_coefficients"),
@@ -161,6 +251,13 @@ BOOK_FRAMES = {
     "schools_classes": (schools_classes, "other_topics"),
     "reading": (reading, "other_topics"),
     "panel": (panel, "other_topics"),
+    "sleepstudy_centred": (sleepstudy_centred, "form1_varying_coefficients"),
+    "cluster_covariate": (cluster_covariate, "form1_varying_coefficients"),
+    "split_plot": (split_plot, "other_topics"),
+    "few_clusters": (few_clusters, "other_topics"),
+    "glmm_binary": (glmm_binary, "glmm"),
+    "glmm_counts": (glmm_counts, "glmm"),
+    "cbpp_animals": (cbpp_animals, "glmm"),
 }
 
 
