@@ -295,12 +295,17 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     evaluations); where ``fgrad`` gives no gradient, the finite differences below are used.
 
     The Hessian (lme4's ``deriv12``: central differences, ``2k^2``
-    evaluations) is computed once and reused while the steps succeed; the
-    gradient is recomputed at every point (``4k`` evaluations: central
-    differences at ``h`` and ``h/2`` combined by Richardson extrapolation,
-    which removes their ``h^2`` error). The steps stop when the next one
-    would be negligible (below ``1e-10`` or below what the criterion's
-    rounding noise can confirm).
+    evaluations) is computed once and reused while the steps succeed,
+    updated by BFGS's formula with the change of the gradient along each
+    step; the gradient is recomputed at every point (central differences,
+    ``2k`` evaluations, with Richardson's extrapolation from ``h`` and
+    ``h/2`` removing their ``h^2`` error: measured once, ``2k`` more, and
+    reused within 1 % of where it was measured). The steps stop when the
+    next one would be negligible (below ``1e-10`` or below what the
+    criterion's rounding noise can confirm); if the Hessian was formed
+    farther than 0.1 % away, it is formed again at that point and the
+    step judged again, so the derivatives returned belong to it
+    (``derivs["settled"]``: the steps stopped there).
 
     Returns ``(x, fx, derivs)``; ``derivs`` holds the gradient at the
     returned ``x`` and the last Hessian computed (None when no parameter is
@@ -313,10 +318,15 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
         return x, fx, None
     idx = np.flatnonzero(free)
 
+    seen: dict = {}  # the points evaluated so far (a fresh Hessian repeats a gradient's differences)
+
     def fsub(z):
-        xx = x.copy()
-        xx[idx] = z
-        return fc(xx)
+        key = np.asarray(z, dtype=float).tobytes()
+        if key not in seen:
+            xx = x.copy()
+            xx[idx] = z
+            seen[key] = fc(xx)
+        return seen[key]
 
     def gsub(z):
         if fgrad is None:
@@ -329,6 +339,9 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
 
     z = x[idx].copy()
     derivs, H = None, None
+    prev = None  # (z, gradient) of the last round, for BFGS's update of a reused Hessian
+    H_at = z
+    corr = None  # Richardson's correction of the central gradient: (h, correction, where it was measured)
     noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
         h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
@@ -344,14 +357,27 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             else:
                 g = None
         if g is None:
-            if fresh:
-                g, H = deriv12(fsub, z, h, fx)
+            g_h, H = deriv12(fsub, z, h, fx) if fresh else (_central_gradient(fsub, z, h), H)
+            if corr is None or np.max(np.abs(z - corr[2])) > 1e-2 * max(1.0, float(np.max(np.abs(z)))):
+                # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4 it
+                # is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
+                g = (4.0 * _central_gradient(fsub, z, h / 2) - g_h) / 3.0
+                corr = (h, g - g_h, z.copy())
             else:
-                g = _central_gradient(fsub, z, h)
-            # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4 it
-            # is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
-            g = (4.0 * _central_gradient(fsub, z, h / 2) - g) / 3.0
-        derivs = {"x": x.copy(), "index": idx, "gradient": g, "hessian": H, "step": h}
+                # the h^2 term is a smooth function of theta: near where it was measured, it is the one
+                # measured, scaled to this h (the central differences alone, corrected by it)
+                g = g_h + corr[1] * (h / corr[0]) ** 2
+        if fresh:
+            H_at = z.copy()
+        elif prev is not None and np.all(np.isfinite(g)):
+            # BFGS's update of the reused Hessian with the change of the gradient along the last step:
+            # superlinear convergence from a start where the first Hessian was far from the optimum's
+            sv, yv = z - prev[0], g - prev[1]
+            sy, Hs = float(sv @ yv), H @ (z - prev[0])
+            if sy > 1e-12 * np.linalg.norm(sv) * np.linalg.norm(yv) and float(sv @ Hs) > 0:
+                H = H + np.outer(yv, yv) / sy - np.outer(Hs, Hs) / float(sv @ Hs)
+        prev = (z.copy(), g.copy())
+        derivs = {"x": x.copy(), "index": idx, "gradient": g, "hessian": H, "step": h, "settled": False}
         if not newton or step_no == polish_steps or not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             break
         try:
@@ -362,7 +388,13 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             break
         if (np.max(np.abs(step)) <= 1e-10 * max(1.0, float(np.max(np.abs(z))))
                 or 0.5 * float(g @ step) <= noise):
-            break  # nothing left that the criterion can confirm: the derivatives describe this point
+            # nothing left that the criterion can confirm: the derivatives describe this point, a
+            # minimum (positive definite Hessian, Newton decrement below the criterion's rounding)
+            if np.max(np.abs(z - H_at)) > 1e-3 * max(1.0, float(np.max(np.abs(z)))) and step_no < polish_steps:
+                H = None  # the Hessian was formed (and updated) elsewhere: form it here, then judge again
+                continue
+            derivs["settled"] = True
+            break
         # near the optimum the criterion's change is below its rounding noise (~1e-15 relative):
         # a short Newton step from an accurate gradient is then trusted over the comparison
         slack = noise if np.max(np.abs(step)) < 1e-4 else 0.0
@@ -383,9 +415,38 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     return x, fx, derivs
 
 
+def _newton(fc, x0, lower, upper, *, boundary_tol, steps=12):
+    """Newton's method from ``x0`` with finite-difference derivatives: ``(run, derivs)``.
+
+    The polish (:func:`_polish`) started at ``x0`` with more steps. Where the
+    start is already close (the moment start usually is), it reaches the
+    optimum in a few Hessians' worth of evaluations, where L-BFGS-B's
+    first line search from an identity Hessian overshoots by orders of
+    magnitude and spends several iterations recovering. The run ends
+    normally (``ok``) only when the last Newton step was negligible at a
+    positive definite Hessian; anything else (a bound reached, an
+    indefinite Hessian, a step that does not lower the criterion, the step
+    budget spent) is handed to L-BFGS-B from the lowest point found.
+    """
+    n0 = fc.n
+    x0 = np.asarray(x0, dtype=float)
+    f0 = fc(x0)
+    if not np.isfinite(f0):
+        return _Run(x0, np.inf, False, -1, "the criterion is not finite at the start", fc.n - n0, "Newton",
+                    "start"), None
+    with np.errstate(all="ignore"):
+        x, fx, derivs = _polish(fc, x0, f0, lower, upper, boundary_tol=boundary_tol, polish_steps=steps)
+    ok = bool(derivs is not None and derivs.get("settled") and len(derivs["index"]) == len(x)
+              and np.isfinite(fx))
+    msg = ("Newton's method converged: the last step was below the criterion's rounding" if ok else
+           "Newton's method did not settle; L-BFGS-B continues from its lowest point")
+    return _Run(x, float(fx), ok, 0 if ok else -1, msg, fc.n - n0, "Newton", "start"), derivs if ok else None
+
+
 def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int = 100_000, starts=(),
                    grad_step=1e-6, ftol=1e-12, gtol=1e-6, maxiter=None, polish=True, polish_max_params=10,
-                   boundary_tol=1e-4, upper=None, central=False, polish_steps=4, fgrad=None) -> OptimizeResult:
+                   boundary_tol=1e-4, upper=None, central=False, polish_steps=4, fgrad=None,
+                   newton_max_params=0) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``lower <= theta <= upper``.
 
     Parameters
@@ -419,6 +480,13 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         ``fgrad(theta) -> (f(theta), gradient or None)``: an exact gradient
         for L-BFGS-B instead of finite differences (where it returns None,
         finite differences are used).
+    newton_max_params : int
+        With L-BFGS-B, no exact gradient, the polish on, at most this many
+        parameters and a start inside the bounds, Newton's method with
+        finite-difference derivatives is tried first (:func:`_newton`);
+        L-BFGS-B runs from its lowest point unless it converged. Default 0
+        (never): it pays from a start near the optimum, such as
+        :meth:`mmbook.engine.pls.PLS.moment_start` of random intercepts.
 
     Returns
     -------
@@ -467,7 +535,13 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
                                        start=f"the best point of {optimizer} from {lab}"))
         return rs
 
-    runs = search(theta0, "start")
+    newton_derivs = None
+    if (optimizer == "L-BFGS-B" and fgrad is None and polish and 0 < len(theta0) <= newton_max_params
+            and np.all(theta0 - lower > 10 * boundary_tol) and np.all(upper - theta0 > 10 * boundary_tol)):
+        run, newton_derivs = _newton(fc, theta0, lower, upper, boundary_tol=boundary_tol)
+        runs = [run] if run.ok else search(run.x, "the last point of Newton's method") + [run]
+    else:
+        runs = search(theta0, "start")
     best = min(runs, key=lambda r: r.fun)
     if np.isfinite(best.fun):
         x2 = _off_boundary(fc, best.x, best.fun, lower, upper, boundary_tol)
@@ -484,6 +558,13 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         derivs = None
         if not (polish and np.isfinite(fx) and len(x) <= polish_max_params):
             break
+        if newton_derivs is not None and final.optimizer == "Newton" and escape == 0:
+            derivs = newton_derivs  # Newton's method ended where its derivatives were computed
+            x3 = _down_the_saddle(fc, x, fx, lower, upper, derivs)
+            if x3 is None:
+                break
+            runs += search(x3, "a point along the Hessian's negative curvature")
+            continue
         with np.errstate(all="ignore"):  # differences of inf are judged, not warned about
             x, fx, derivs = _polish(fc, x, fx, lower, upper, boundary_tol=boundary_tol, polish_steps=polish_steps,
                                     fgrad=fgrad)

@@ -355,6 +355,7 @@ class PLS:
         self._XY = XY
         self.Axyxy = XY.T @ XY
         self._gram = None
+        self._first_products = FirstTermProducts()
         self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
 
         # first term: block diagonal, one sum per level and pair of columns
@@ -410,6 +411,7 @@ class PLS:
         the factorisation derives from them."""
         self.Axyxy, self.A11, self.A1xy = cp.Axyxy, cp.A11, cp.A1xy
         self._gram = None
+        self._first_products = FirstTermProducts()
         if self.rest:
             Ar1 = cp.Ar1.tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
@@ -557,17 +559,30 @@ class PLS:
         return self._schur_general(T1, L11, W1, S_xy, lam)
 
     def _schur_scalar(self, T1, L11, W1, S_xy, lam, full):
-        """Scalar first and later terms: ``L21 = diag(lam) Ar1 diag(k)`` with ``k = T1 / L11``."""
+        """Scalar first and later terms: ``L21 = diag(lam) Ar1 diag(k)`` with ``k = T1 / L11``.
+
+        The products ``G = Ar1 diag(k^2) Ar1'`` and ``Ar1 diag(k) W1`` depend on
+        the first term's parameter alone; they are kept for the last few values
+        of it (:class:`FirstTermProducts`), so a change of the later terms'
+        parameters only (half the finite differences, most of a Hessian's)
+        costs the dense Cholesky factor, not the product.
+        """
         k = T1[0, 0] / L11[0, 0]
-        if self._rest_dense:
-            G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
-        elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
-            M, indices, indptr = self._gram
-            G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
-        else:
-            Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
-                                self.Ar1.indptr), shape=self.Ar1.shape)
-            G = (Ak @ Ak.T).toarray()
+        key = T1.tobytes()
+        hit = self._first_products.get(key)
+        if hit is None:
+            if self._rest_dense:
+                G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
+            elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
+                M, indices, indptr = self._gram
+                G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
+            else:
+                Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
+                                    self.Ar1.indptr), shape=self.Ar1.shape)
+                G = (Ak @ Ak.T).toarray()
+            LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
+            hit = self._first_products.put(key, (G, LW), G.nbytes + LW.nbytes)
+        G, LW = hit
         Qr, r = self.Qr, self.p + 1
         S = np.empty((Qr + r, Qr + r))
         S_rr = S[:Qr, :Qr]
@@ -575,7 +590,6 @@ class PLS:
         S_rr *= lam[:, None]
         S_rr *= lam[None, :]
         S_rr[np.diag_indices(Qr)] += 1.0
-        LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
         S[Qr:, :Qr] = (lam[:, None] * (self.Arxy - LW)).T
         S[:Qr, Qr:] = 0.0  # upper triangle: not read
         S[Qr:, Qr:] = S_xy
@@ -696,10 +710,17 @@ class PLS:
         T1 = self.T(0, theta)
         L11, W1, logdet11 = self._factor_first_term(T1)
         lam = self.Lambda_rest(theta)
-        k = T1[0, 0] / L11[0, 0]
+        key = b"sparse" + T1.tobytes()  # values on the sparse pattern, not the dense path's G
+        hit = self._first_products.get(key)
+        if hit is None:  # the products of the first term's parameter alone (see _schur_scalar)
+            k = T1[0, 0] / L11[0, 0]
+            g = self._sparse.gram_values(k)
+            LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
+            hit = self._first_products.put(key, (g, LW), g.nbytes + LW.nbytes)
+        g, LW = hit
         S_zz = self.Axyxy - W1[0] @ W1[0].T
-        S_rz = (lam[:, None] * (self.Arxy - np.asarray(self.Ar1 @ (k[:, None] * W1[0].T)))).T
-        logdet_r, Lz = self._sparse.factor_pieces(lam, k, S_rz, S_zz)
+        S_rz = (lam[:, None] * (self.Arxy - LW)).T
+        logdet_r, Lz = self._sparse.factor_pieces(lam, None, S_rz, S_zz, gram_values=g)
         d = np.diagonal(Lz)
         p = self.p
         return float(logdet11 + logdet_r), float(2.0 * np.log(d[:p]).sum()), float(d[p] ** 2)
@@ -766,6 +787,41 @@ class PLS:
             out.append(np.matmul(np.matmul(Tk, Vk), Tk.T))
             off += t.nlevels * t.q
         return out
+
+
+class FirstTermProducts:
+    """The last few products that depend on the first term's parameters alone, by those parameters.
+
+    The Schur complement of the later terms needs ``A_r1 D_k^2 A_r1'`` (a
+    product of the size of the Schur complement times the first term's
+    levels: most of an evaluation's cost on crossed designs) and
+    ``A_r1 D_k W_1``; both change only with the first term's ``theta``.
+    Finite differences and a finite-difference Hessian evaluate the criterion
+    at many points that share it, so the last ``max_entries`` results are
+    kept, within ``max_bytes``. A fresh instance is made whenever the
+    cross-products change (:meth:`PLS.reweight`), so nothing stale is reused.
+    """
+
+    def __init__(self, max_entries: int = 4, max_bytes: int = 256 * 2 ** 20):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._items: list = []  # (key, value, nbytes), most recent last
+
+    def get(self, key: bytes):
+        for i, (k, v, _) in enumerate(self._items):
+            if k == key:
+                self._items.append(self._items.pop(i))
+                return v
+        return None
+
+    def put(self, key: bytes, value, nbytes: int):
+        """Keep ``value`` (if it fits the budget at all) and return it."""
+        self._items.append((key, value, int(nbytes)))
+        while len(self._items) > self.max_entries or (
+                len(self._items) > 1 and sum(b for _, _, b in self._items) > self.max_bytes):
+            self._items.pop(0)
+        if self._items[-1][2] > self.max_bytes:  # too large to keep even alone
+            self._items.pop()
+        return value
 
 
 def _cholesky_lower(S: np.ndarray) -> np.ndarray:

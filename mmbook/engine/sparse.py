@@ -128,11 +128,18 @@ class SparseSchur:
         self.flops_sparse = self.flops_dense = np.inf
 
     # ------------------------------------------------------------------ values
-    def values(self, lam, k):
-        """Values of ``S_rr`` on the pattern, for ``Lambda_r = diag(lam)`` and ``D_k = diag(k)``."""
+    def gram_values(self, k):
+        """Values of ``A_r1 D_k^2 A_r1'`` on its pattern (one sparse mat-vec)."""
+        return self.M @ (k * k)
+
+    def values(self, lam, k, gram_values=None):
+        """Values of ``S_rr`` on the pattern, for ``Lambda_r = diag(lam)`` and ``D_k = diag(k)``.
+
+        ``gram_values``: :meth:`gram_values` at ``k``, where already computed (``k`` is then not read).
+        """
         v = np.zeros(self.nnz_pattern)
         v[self.pos_arr] = self.arr_vals
-        v[self.pos_g] -= self.M @ (k * k)
+        v[self.pos_g] -= self.gram_values(k) if gram_values is None else gram_values
         v *= lam[self.rows] * lam[self.cols]
         v[self.pos_diag] += 1.0
         return v
@@ -173,7 +180,7 @@ class SparseSchur:
             _cholmod.options.update(opts)
 
     # -------------------------------------------------------------- criterion
-    def factor_pieces(self, lam, k, S_rz, S_zz):
+    def factor_pieces(self, lam, k, S_rz, S_zz, gram_values=None):
         """Numeric factorisation at one ``theta``: ``(2 sum log diag L_r, L_z)``.
 
         Parameters
@@ -184,6 +191,8 @@ class SparseSchur:
             Rows of ``[X y]`` in the later terms' columns of the Schur complement.
         S_zz : ndarray, shape (p + 1, p + 1)
             Its ``[X y]`` block (lower triangle read).
+        gram_values : ndarray, optional
+            :meth:`gram_values` at ``k``, where already computed.
 
         Returns
         -------
@@ -197,7 +206,7 @@ class SparseSchur:
         numpy.linalg.LinAlgError
             ``S`` is not positive definite.
         """
-        A = self._load(self.values(lam, k))
+        A = self._load(self.values(lam, k, gram_values))
         opts = dict(_cholmod.options)
         try:
             _cholmod.options["supernodal"] = 2

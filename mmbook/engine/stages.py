@@ -90,7 +90,8 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
         starts.append(("the moment start", pls.start_par()))
     opt_args = dict(optimizer=control.optimizer, maxfun=control.maxfun, grad_step=control.grad_step,
                     ftol=control.ftol, gtol=control.gtol, polish=control.polish, central=control.central,
-                    boundary_tol=control.singular_tol, fgrad=_exact_gradient(pls))
+                    boundary_tol=control.singular_tol, fgrad=_exact_gradient(pls),
+                    newton_max_params=_NEWTON_MAX_PARAMS if start is None and _moment_started(mf) else 0)
     opt = minimize_theta(pls.objective_par, par0, pls.lower, starts=starts, **opt_args)
     if mf.residual is not None and start is None:
         # a correlation parameter and the variances can trade off: local minima at a small and a
@@ -118,6 +119,17 @@ def fit_model(mf: ModelFrame, *, fit_class, REML: bool = True, control: LmerCont
         for category, text in messages:
             warnings.warn(text, category, stacklevel=stacklevel + 1)
     return fit
+
+
+# Newton's method first (mmbook.engine.optimize._newton) from the moment start of up to this many
+# random intercepts: each step costs a Hessian's worth of evaluations, so it pays for few parameters
+_NEWTON_MAX_PARAMS = 2
+
+
+def _moment_started(mf) -> bool:
+    """Whether the start is :meth:`PLS.moment_start`'s estimate of every parameter (random intercepts
+    only, independent residuals): near the optimum, where Newton's method converges at once."""
+    return mf.residual is None and all(t.ntheta == 1 and t.q == 1 for t in mf.terms)
 
 
 def scale_message(X: np.ndarray, tol: float = 1000.0) -> str | None:

@@ -1,0 +1,103 @@
+"""Fewer and cheaper evaluations of the criterion, with the same optimum.
+
+Two economies of issue 17 are checked here against the plain computation they replace:
+
+- ``FirstTermProducts`` (mmbook.engine.pls): the products of the Schur complement that depend on
+  the first term's parameter alone are reused between evaluations. The reference is a fresh
+  ``PLS`` (empty cache) at every point, which must give the same criterion to the last bit,
+  through the dense, the gram-pattern and the sparse (CHOLMOD) branches, and after a change of
+  weights (``reweight``), which must never see a product of the old weights.
+- Newton's method from the moment start (mmbook.engine.optimize._newton): the optimum is the
+  one L-BFGS-B reaches with the Newton start switched off (``newton_max_params=0``), to the
+  criterion's rounding; where the optimum is on the boundary Newton's method cannot settle and
+  L-BFGS-B takes over.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmbook
+from mmbook.engine.conditioning import ConditionedPLS
+from mmbook.engine.design import model_frame
+from mmbook.engine.optimize import minimize_theta
+from mmbook.engine.pls import PLS, FirstTermProducts
+from test_pls import crossed_data
+from test_sparse import sampled_crossed
+
+
+def dense_crossed(seed=11, n=3000, na=120, nb=40):
+    """Two crossed random intercepts with most cells filled: the dense SYRK branch."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    y = 2 + rng.normal(0, 0.8, na)[a] + rng.normal(0, 0.5, nb)[b] + rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x": rng.standard_normal(n), "a": a.astype(str), "b": ("b" + pd.Series(b).astype(str)).to_numpy()})
+
+
+CASES = [
+    ("dense", "y ~ x + (1 | a) + (1 | b)", dense_crossed),
+    ("gram", "y ~ x + (1 | g) + (1 | h)", crossed_data),
+    ("sparse", "y ~ x + (1 | s) + (1 | d)", sampled_crossed),
+]
+
+
+@pytest.mark.parametrize("name, formula, data", CASES, ids=[c[0] for c in CASES])
+def test_cached_products_give_the_fresh_criterion(name, formula, data):
+    mf = model_frame(formula, data())
+    pls = PLS(mf, REML=True)
+    k = len(pls.theta0)
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.3, 1.5, k)
+    # points sharing the first term's parameter (the cache's hits) and points that do not
+    points = [base, base + np.r_[0.0, 0.01 * np.ones(k - 1)], base + np.r_[0.02, np.zeros(k - 1)], base,
+              base * np.r_[1.0, 0.5 * np.ones(k - 1)]] + [rng.uniform(0.1, 2.0, k) for _ in range(6)] + [base]
+    for t in points:
+        assert pls.objective(t) == PLS(mf, REML=True).objective(t)
+    if name == "sparse":
+        assert pls.uses_sparse_factor(base)
+    # new weights: nothing of the old cross-products may be reused
+    w = np.random.default_rng(2).uniform(0.5, 2.0, mf.n)
+    pls.objective(base)
+    pls.reweight(np.sqrt(w))
+    fresh = PLS(mf, REML=True, sqrtw=np.sqrt(w))
+    assert pls.objective(base) == fresh.objective(base)
+    assert pls.objective(base) != PLS(mf, REML=True).objective(base)
+
+
+def test_first_term_products_keep_the_most_recent_within_budget():
+    cache = FirstTermProducts(max_entries=2, max_bytes=100)
+    cache.put(b"a", "A", 10)
+    cache.put(b"b", "B", 10)
+    assert cache.get(b"a") == "A"  # now the most recent
+    cache.put(b"c", "C", 10)  # evicts b, the least recently used
+    assert cache.get(b"b") is None and cache.get(b"a") == "A" and cache.get(b"c") == "C"
+    assert cache.put(b"big", "X", 1000) == "X"  # returned, but too large to keep
+    assert cache.get(b"big") is None
+
+
+@pytest.mark.parametrize("name, formula, data", CASES, ids=[c[0] for c in CASES])
+def test_newton_from_the_moment_start_reaches_lbfgsb_optimum(name, formula, data):
+    mf = model_frame(formula, data())
+    pls = ConditionedPLS(mf, REML=True)
+    par0 = pls.start_par()
+    newton = minimize_theta(pls.objective_par, par0, pls.lower, newton_max_params=2)
+    lbfgsb = minimize_theta(pls.objective_par, par0, pls.lower, newton_max_params=0)
+    assert newton.converged and lbfgsb.converged
+    assert all(h["optimizer"] != "Newton" for h in lbfgsb.history)
+    scale = max(1.0, abs(lbfgsb.fun))
+    assert newton.fun <= lbfgsb.fun + 1e-10 * scale
+    np.testing.assert_allclose(newton.theta, lbfgsb.theta, rtol=1e-5, atol=1e-6)
+    runs = {h["optimizer"]: h for h in newton.history}
+    # g and h of crossed_data have no variance of their own (y = 1 + x + noise): g's optimum is on
+    # the bound; sampled_crossed's moment start is far from its optimum (the Hessian there is not
+    # positive definite); dense_crossed's is close
+    assert bool(np.any(lbfgsb.theta < 1e-4)) == (name == "gram")
+    if name == "dense":  # it settled, and nothing else ran
+        assert [h["optimizer"] for h in newton.history] == ["Newton"] and runs["Newton"]["ok"]
+        # the derivatives reported for lme4's checkConv belong to the returned point
+        assert np.array_equal(newton.derivs["x"], newton.theta)
+        assert np.max(np.abs(newton.derivs["gradient"])) < 1e-4
+        assert newton.nfev <= lbfgsb.nfev
+    else:  # Newton's method could not settle: L-BFGS-B took over from its last point
+        assert not runs["Newton"]["ok"] and runs["L-BFGS-B"]["ok"]
+        assert runs["L-BFGS-B"]["start"] == "the last point of Newton's method"
