@@ -309,3 +309,20 @@ def test_constant_response_is_a_clear_error(sleep):
     d = sleep.assign(Reaction=250.0)
     with pytest.raises(ValueError, match=r"the response is constant \(250\)"):
         mmbook.lmer(SLEEP, d)
+
+
+def test_bootstrap_draws_reduce_to_plain_numbers():
+    # np.median of a column gave a 0-d BootstrapDraws, which pandas stored as an object: a table of
+    # bootstrap quantiles then ignored .round() and display.precision (book/other_topics)
+    import pandas as pd
+
+    from mmbook.engine.bootstrap import BootstrapDraws
+
+    draws = BootstrapDraws(np.arange(12.0).reshape(6, 2) / 7, n_singular=1)
+    column = draws[:, 0]
+    assert isinstance(column, BootstrapDraws) and column.n_singular == 1  # slices keep the counts
+    for value in (np.median(column), np.quantile(column, 0.25), column.mean(), np.sum(draws)):
+        assert type(value) is np.float64
+    table = pd.DataFrame({"median": [np.median(column)], "q": [np.quantile(column, 0.975)]})
+    assert all(table.dtypes == np.float64)
+    assert table.round(2).iloc[0, 0] == round(float(np.median(np.arange(0, 12, 2) / 7)), 2)

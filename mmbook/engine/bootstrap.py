@@ -211,6 +211,13 @@ class BootstrapDraws(np.ndarray):
         self.n_not_converged = getattr(obj, "n_not_converged", 0)
         self.messages = getattr(obj, "messages", {})
 
+    def __array_wrap__(self, obj, context=None, return_scalar=False):
+        # a reduction (np.median, np.quantile, .mean()) gives a plain number, as on an ndarray:
+        # a 0-d BootstrapDraws would be an object to pandas (unrounded, unformatted in a table)
+        if return_scalar or obj.ndim == 0:
+            return np.asarray(obj)[()]
+        return super().__array_wrap__(obj, context, return_scalar)
+
     def summary(self) -> str:
         """One line: how many refits were singular or did not converge, and the messages."""
         n = len(self)
