@@ -19,6 +19,7 @@ import pytest
 
 import mmbook
 from mmbook.engine.conditioning import ConditionedPLS
+from mmbook.engine.control import SingularFitWarning
 from mmbook.engine.design import model_frame
 from mmbook.engine.optimize import minimize_theta
 from mmbook.engine.pls import PLS, FirstTermProducts
@@ -101,3 +102,25 @@ def test_newton_from_the_moment_start_reaches_lbfgsb_optimum(name, formula, data
     else:  # Newton's method could not settle: L-BFGS-B took over from its last point
         assert not runs["Newton"]["ok"] and runs["L-BFGS-B"]["ok"]
         assert runs["L-BFGS-B"]["start"] == "the last point of Newton's method"
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_variance_at_zero_is_put_exactly_on_the_bound(seed, monkeypatch):
+    # b has no variance of its own: the optimum of its theta is 0, where the criterion's gradient
+    # in it vanishes (it depends on theta^2). Without the step onto the bound the optimizer stopped
+    # at theta = 1.5e-5 (seed 3) and 3.1e-5 (seed 11), 3.9e-9 and 3.4e-9 above the criterion at 0.
+    import mmbook.engine.optimize as optimize
+
+    rng = np.random.default_rng(seed)
+    n, na, nb = 400, 20, 10
+    a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+    y = rng.normal(0, 0.5, na)[a] + rng.standard_normal(n)
+    df = pd.DataFrame({"y": y, "a": a.astype(str), "b": ("b" + pd.Series(b).astype(str)).to_numpy()})
+    with pytest.warns(SingularFitWarning):
+        fit = mmbook.lmer("y ~ 1 + (1 | a) + (1 | b)", df)
+    assert fit.theta[1] == 0.0 and fit.theta[0] > 0.3 and fit.opt.converged
+    monkeypatch.setattr(optimize, "_onto_bounds", lambda fc, x, fx, *args: (x, fx))
+    with pytest.warns(SingularFitWarning):
+        unsnapped = mmbook.lmer("y ~ 1 + (1 | a) + (1 | b)", df)
+    assert 0.0 < unsnapped.theta[1] < 1e-4
+    assert fit.opt.fun < unsnapped.opt.fun

@@ -449,6 +449,10 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
                    newton_max_params=0) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``lower <= theta <= upper``.
 
+    The optimizer's best point has any component within ``boundary_tol`` of
+    a bound put on it where the criterion does not rise (:func:`_onto_bounds`:
+    a gradient method stalls just above a zero variance), before the polish.
+
     Parameters
     ----------
     f : callable
@@ -547,6 +551,8 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         x2 = _off_boundary(fc, best.x, best.fun, lower, upper, boundary_tol)
         if x2 is not None:
             runs += search(x2, "a point off the boundary")
+        best = min(runs, key=lambda r: (r.fun, not r.ok))
+        best.x, best.fun = _onto_bounds(fc, best.x, best.fun, lower, upper, boundary_tol)
 
     for escape in range(3):
         # the result: the lowest point; converged if a run that ended normally reached it
@@ -619,6 +625,25 @@ def _down_the_saddle(fc, x, fx, lower, upper, derivs, tol=1e-6):
             if ft < fbest:
                 best, fbest = trial, ft
     return best
+
+
+def _onto_bounds(fc, x, fx, lower, upper, boundary_tol):
+    """``(x, f(x))`` with the components within ``boundary_tol`` of a bound put on it where that is no worse.
+
+    Near a zero lower bound the criterion depends on the square of the
+    parameter, so its gradient vanishes there and a gradient method can stop
+    at ``1e-5`` above a bound that is the optimum, ``1e-7`` above its
+    criterion. Each such component is tried exactly on the bound (one
+    evaluation each) and kept there if the criterion does not rise.
+    """
+    near = np.flatnonzero(((x - lower > 0) & (x - lower < boundary_tol)) | ((upper - x > 0) & (upper - x < boundary_tol)))
+    for i in near:
+        trial = x.copy()
+        trial[i] = lower[i] if x[i] - lower[i] < boundary_tol else upper[i]
+        ft = fc(trial)
+        if ft <= fx:
+            x, fx = trial, ft
+    return x, fx
 
 
 def _off_boundary(fc, x, fx, lower, upper, boundary_tol):
