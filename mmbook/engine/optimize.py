@@ -137,6 +137,16 @@ def _gradient(f, x, lower, h, f0=None, upper=None, central=True):
     return g
 
 
+def _forward_values(f, x, h):
+    """``f(x + h e_i)`` for every coordinate ``i`` (``k`` evaluations)."""
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        e = np.zeros(len(x))
+        e[i] = h
+        out[i] = f(x + e)
+    return out
+
+
 def _central_gradient(f, x, h):
     """Central-difference gradient with step ``h`` (``2k`` evaluations)."""
     g = np.empty(len(x))
@@ -297,10 +307,13 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     The Hessian (lme4's ``deriv12``: central differences, ``2k^2``
     evaluations) is computed once and reused while the steps succeed,
     updated by BFGS's formula with the change of the gradient along each
-    step; the gradient is recomputed at every point (central differences,
-    ``2k`` evaluations, with Richardson's extrapolation from ``h`` and
-    ``h/2`` removing their ``h^2`` error: measured once, ``2k`` more, and
-    reused within 1 % of where it was measured). The steps stop when the
+    step. The gradient is recomputed at every point, as cheaply as the step
+    allows: forward differences (``k`` evaluations) corrected by the
+    Hessian's diagonal while the step they give is long (their error then
+    moves it by far less than its size); else central differences (``2k``)
+    with Richardson's extrapolation from ``h`` and ``h/2`` removing their
+    ``h^2`` error (measured, ``2k`` more, and reused within 1 % of where it
+    was measured). Only a refined gradient ends the steps. The steps stop when the
     next one would be negligible (below ``1e-10`` or below what the
     criterion's rounding noise can confirm); if the Hessian was formed
     farther than 0.1 % away, it is formed again at that point and the
@@ -356,27 +369,55 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 H = 0.5 * (H + H.T)
             else:
                 g = None
+        accurate = True  # g from central differences (or exact) with the h^2 term removed
+        scale = max(1.0, float(np.max(np.abs(z))))
+        near_corr = corr is not None and np.max(np.abs(z - corr[2])) <= 1e-2 * scale
         if g is None:
-            g_h, H = deriv12(fsub, z, h, fx) if fresh else (_central_gradient(fsub, z, h), H)
-            if corr is None or np.max(np.abs(z - corr[2])) > 1e-2 * max(1.0, float(np.max(np.abs(z)))):
-                # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4 it
-                # is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
-                g = (4.0 * _central_gradient(fsub, z, h / 2) - g_h) / 3.0
-                corr = (h, g - g_h, z.copy())
+            # The cheapest estimate first, refined only where the step it gives is short. Far from the
+            # optimum an error of the gradient of order h (forward differences corrected by the
+            # Hessian's diagonal) or h^2 (central differences) moves the step by far less than its size.
+            if fresh:
+                g_h, H = deriv12(fsub, z, h, fx)
+                kind = "central"
+            elif newton and step_no < polish_steps:
+                g_h = (_forward_values(fsub, z, h) - fx) / h - 0.5 * h * np.diagonal(H)
+                kind = "forward"
             else:
-                # the h^2 term is a smooth function of theta: near where it was measured, it is the one
-                # measured, scaled to this h (the central differences alone, corrected by it)
-                g = g_h + corr[1] * (h / corr[0]) ** 2
+                g_h, kind = _central_gradient(fsub, z, h), "central"
+            g = g_h + (corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0)
+            long_step = False
+            if newton and step_no < polish_steps and np.all(np.isfinite(g)):
+                try:  # (a Hessian that is not positive definite ends the steps: judged on the refined g)
+                    long_step = bool(np.all(np.linalg.eigvalsh(H) > 0)
+                                     and np.max(np.abs(np.linalg.solve(H, g))) > 1e-4 * scale)
+                except np.linalg.LinAlgError:
+                    long_step = False
+            if long_step:
+                accurate = False
+            else:
+                if kind == "forward":  # the other side of the central differences (the + side is memoised)
+                    g_h = _central_gradient(fsub, z, h)
+                if near_corr:
+                    # the h^2 term is a smooth function of theta: near where it was measured, it is the one
+                    # measured, scaled to this h (the central differences alone, corrected by it)
+                    g = g_h + corr[1] * (h / corr[0]) ** 2
+                else:
+                    # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4
+                    # it is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
+                    g = (4.0 * _central_gradient(fsub, z, h / 2) - g_h) / 3.0
+                    corr = (h, g - g_h, z.copy())
         if fresh:
             H_at = z.copy()
-        elif prev is not None and np.all(np.isfinite(g)):
+        elif prev is not None and np.all(np.isfinite(g)) and (
+                (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * max(1.0, float(np.max(np.abs(z))))):
             # BFGS's update of the reused Hessian with the change of the gradient along the last step:
             # superlinear convergence from a start where the first Hessian was far from the optimum's
+            # (a forward estimate's error would swamp the change along a short step: not used then)
             sv, yv = z - prev[0], g - prev[1]
             sy, Hs = float(sv @ yv), H @ (z - prev[0])
             if sy > 1e-12 * np.linalg.norm(sv) * np.linalg.norm(yv) and float(sv @ Hs) > 0:
                 H = H + np.outer(yv, yv) / sy - np.outer(Hs, Hs) / float(sv @ Hs)
-        prev = (z.copy(), g.copy())
+        prev = (z.copy(), g.copy(), accurate)
         derivs = {"x": x.copy(), "index": idx, "gradient": g, "hessian": H, "step": h, "settled": False}
         if not newton or step_no == polish_steps or not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
             break
