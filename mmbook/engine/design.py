@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -35,7 +35,7 @@ from .rfunctions import variable_class
 from .rnames import level_labels
 
 __all__ = ["ModelFrame", "RandomTerm", "model_frame", "model_matrix", "factor_codes", "r_column_name",
-           "drop_rank_deficient", "random_terms"]
+           "drop_rank_deficient", "random_terms", "share_columns"]
 
 
 def r_column_name(name: str) -> str:
@@ -567,9 +567,30 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
                                                  ("na_action", None if na_action == "omit" else na_action))
                                if v is not None})
     if random and f.random:
-        mf.terms = random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
-                                stacklevel=stacklevel + 1)
+        mf.terms = [share_columns(t, X) for t in
+                    random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
+                                 stacklevel=stacklevel + 1)]
     return mf
+
+
+def share_columns(term: RandomTerm, X: np.ndarray) -> RandomTerm:
+    """``term`` with its ``z`` replaced by ``X`` (or by a view of X's first columns) when they are equal.
+
+    ``y ~ x + (x | g)`` has the same columns in ``X`` and in the term's ``z``;
+    holding them once saves ``n q`` numbers (lme4 keeps both, as ``X`` and
+    ``Zt``). The values are the same, so nothing downstream changes;
+    :meth:`mmbook.engine.conditioning.Conditioning.of` also conditions them
+    once when ``z`` is ``X``.
+    """
+    z = term.z
+    n, q = z.shape
+    if X.ndim != 2 or X.shape[0] != n or X.shape[1] < q or q == 0 or X.dtype != z.dtype:
+        return term
+    Xq = X if X.shape[1] == q else X[:, :q]
+    ends = [0, n - 1, n // 2]
+    if not np.array_equal(z[ends], Xq[ends]) or not np.array_equal(z, Xq):
+        return term
+    return replace(term, z=Xq)
 
 
 def _check_contrasts(contrasts) -> dict:
