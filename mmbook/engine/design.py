@@ -290,8 +290,9 @@ class ModelFrame:
         data (``update``) can pass them again and the summary can name them.
     data_index : pandas.Index
         Index of the user's data (all rows).
-    rows : ndarray of int
-        Positions in the user's data of the rows used.
+    rows : ndarray of int or None
+        Positions in the user's data of the rows used (None: all of them,
+        no row was removed; saves an index of ``n`` numbers).
     """
 
     formula: MixedFormula
@@ -353,7 +354,7 @@ class ModelFrame:
         if self.na_action != "exclude" or self.data_index is None or len(self.data_index) == self.n:
             return pd.Series(values, index=self.frame.index, name=name)
         out = np.full(len(self.data_index), np.nan)
-        out[self.rows] = values
+        out[slice(None) if self.rows is None else self.rows] = values
         return pd.Series(out, index=self.data_index, name=name)
 
 
@@ -509,7 +510,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
             raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values "
                       f"removed (of {len(full)})", UserWarning, stacklevel=stacklevel + 1)
-    rows = np.flatnonzero(complete)
+    rows = np.flatnonzero(complete) if n_dropped else None  # None: every row is used
     frame = full.iloc[rows] if n_dropped else full
 
     y = _response(f, frame)
@@ -543,7 +544,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     if w_expr is not None:
         w, _ = _numeric_expr(w_expr, frame, "weights", full)
     elif w_arr is not None:
-        w = w_arr[rows]
+        w = w_arr.copy() if rows is None else w_arr[rows]
     if w is not None:
         w = _check_weights(w, frame.index)
     off = np.zeros(len(frame))
@@ -553,7 +554,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         off += v
         specs.append(spec)
     if o_arr is not None:
-        off += o_arr[rows]
+        off += o_arr if rows is None else o_arr[rows]
     has_offset = bool(specs) or o_arr is not None
     if has_offset and not np.all(np.isfinite(off)):
         raise ValueError("the offset has infinite values")
@@ -561,7 +562,8 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames, n_dropped=n_dropped,
                     dropped_columns=dropped_cols, x_spec=x_spec, weights=w, offset=off if has_offset else None,
                     offset_specs=tuple(specs), offset_is_array=o_arr is not None, var_classes=var_classes,
-                    contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows,
+                    contrasts=contrasts, na_action=na_action, data_index=data.index,
+                    rows=rows,
                     arguments={k: v for k, v in (("weights", weights), ("offset", offset),
                                                  ("contrasts", contrasts or None),
                                                  ("na_action", None if na_action == "omit" else na_action))
