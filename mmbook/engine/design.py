@@ -19,6 +19,7 @@ matrix when a chapter wants to look at it.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -134,6 +135,7 @@ def factor_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]
 def _factorize_sorted(col: pd.Series):
     """Codes and sorted levels of a column (R's factor order): hash first, then sort the levels only."""
     codes, uniq = pd.factorize(col, sort=False)
+    _release_arrow_memory()
     uniq = np.asarray(uniq)
     if uniq.dtype == object and all(isinstance(u, str) for u in uniq[:1000]):
         try:
@@ -147,6 +149,21 @@ def _factorize_sorted(col: pd.Series):
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank[codes], uniq[order]
+
+
+def _release_arrow_memory() -> None:
+    """Return the memory that pyarrow's pool keeps after factorising a string column to the system.
+
+    pandas holds strings in Arrow arrays; their factorisation allocates about
+    as much as the column from pyarrow's pool (mimalloc or jemalloc), which keeps the freed
+    memory for reuse. Without this it stays resident through the whole fit.
+    """
+    pa = sys.modules.get("pyarrow")  # loaded only if pandas uses it: never imported here
+    if pa is None or not hasattr(pa, "default_memory_pool"):
+        return
+    pool = pa.default_memory_pool()
+    if hasattr(pool, "release_unused"):  # pyarrow >= 9
+        pool.release_unused()
 
 
 def _labels(cats) -> list[str]:
