@@ -239,31 +239,45 @@ class Conditioning:
         if not enabled:
             ident = cls(S=tuple(np.eye(t.q) for t in mf.terms), G=np.eye(p), w=np.zeros(p), c_y=0.0, s_y=1.0)
             return ident, mf
+        # X~ and y~ side by side in one column-major array (PLS.reweight reads its columns in place:
+        # mmbook.engine.pls.joined_columns), and each term's z~ column-major: no further copies of n rows
+        G, Xc, w = _condition_columns(mf.X)
+        XY = np.empty((mf.n, p + 1), order="F")
+        XY[:, :p] = Xc
+        del Xc
+        X = XY[:, :p]
         S, terms = [], []
         for t in mf.terms:
             if t.structure == "identity":  # T = theta I (a smooth): one scale for all its columns keeps it
                 rms = float(np.sqrt(np.mean(t.z ** 2))) if t.z.size else 1.0
                 scale = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
                 S.append(scale * np.eye(t.q))
-                terms.append(replace(t, z=np.ascontiguousarray(t.z * scale)))
+                terms.append(replace(t, z=np.asfortranarray(t.z * scale)))
+                continue
+            if t.z is mf.X:  # the term's columns are X's (design.model_frame shares them): z~ = X~, S = G
+                S.append(G)
+                terms.append(replace(t, z=X))
                 continue
             St, zt, _ = _condition_columns(t.z)
             S.append(St)
-            terms.append(replace(t, z=zt))
-        G, X, w = _condition_columns(mf.X)
+            terms.append(replace(t, z=np.asfortranarray(zt)))
+            del zt
         y = mf.y_offset  # the response the penalized least squares problem fits (y minus any offset)
         if w is not None:
             c_y = float(np.mean(y))
-            s_y = float(np.sqrt(np.mean((y - c_y) ** 2)))
+            np.subtract(y, c_y, out=XY[:, p])
+            s_y = float(np.sqrt(np.mean(XY[:, p] ** 2)))
         else:
             w = np.zeros(p)
             c_y = 0.0
+            XY[:, p] = y
             s_y = float(np.sqrt(np.mean(y ** 2))) if len(y) else 1.0
         if not (s_y > 0 and np.isfinite(s_y)):
             s_y = 1.0
+        XY[:, p] /= s_y  # y~ = (y - c_y) / s_y
         cond = cls(S=tuple(S), G=G, w=w, c_y=c_y, s_y=s_y)
         # the offset is taken out of y here (prior weights stay: they scale rows, not columns)
-        return cond, replace(mf, y=(y - c_y) / s_y, offset=None, X=X, terms=terms)
+        return cond, replace(mf, y=XY[:, p], offset=None, X=X, terms=terms)
 
     @property
     def log_abs_det_G(self) -> float:

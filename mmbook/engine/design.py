@@ -19,9 +19,10 @@ matrix when a chapter wants to look at it.
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -35,7 +36,7 @@ from .rfunctions import variable_class
 from .rnames import level_labels
 
 __all__ = ["ModelFrame", "RandomTerm", "model_frame", "model_matrix", "factor_codes", "r_column_name",
-           "drop_rank_deficient", "random_terms"]
+           "drop_rank_deficient", "random_terms", "share_columns"]
 
 
 def r_column_name(name: str) -> str:
@@ -134,6 +135,7 @@ def factor_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]
 def _factorize_sorted(col: pd.Series):
     """Codes and sorted levels of a column (R's factor order): hash first, then sort the levels only."""
     codes, uniq = pd.factorize(col, sort=False)
+    _release_arrow_memory()
     uniq = np.asarray(uniq)
     if uniq.dtype == object and all(isinstance(u, str) for u in uniq[:1000]):
         try:
@@ -147,6 +149,21 @@ def _factorize_sorted(col: pd.Series):
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank[codes], uniq[order]
+
+
+def _release_arrow_memory() -> None:
+    """Return the memory that pyarrow's pool keeps after factorising a string column to the system.
+
+    pandas holds strings in Arrow arrays; their factorisation allocates about
+    as much as the column from pyarrow's pool (mimalloc or jemalloc), which keeps the freed
+    memory for reuse. Without this it stays resident through the whole fit.
+    """
+    pa = sys.modules.get("pyarrow")  # loaded only if pandas uses it: never imported here
+    if pa is None or not hasattr(pa, "default_memory_pool"):
+        return
+    pool = pa.default_memory_pool()
+    if hasattr(pool, "release_unused"):  # pyarrow >= 9
+        pool.release_unused()
 
 
 def _labels(cats) -> list[str]:
@@ -290,8 +307,9 @@ class ModelFrame:
         data (``update``) can pass them again and the summary can name them.
     data_index : pandas.Index
         Index of the user's data (all rows).
-    rows : ndarray of int
-        Positions in the user's data of the rows used.
+    rows : ndarray of int or None
+        Positions in the user's data of the rows used (None: all of them,
+        no row was removed; saves an index of ``n`` numbers).
     """
 
     formula: MixedFormula
@@ -353,7 +371,7 @@ class ModelFrame:
         if self.na_action != "exclude" or self.data_index is None or len(self.data_index) == self.n:
             return pd.Series(values, index=self.frame.index, name=name)
         out = np.full(len(self.data_index), np.nan)
-        out[self.rows] = values
+        out[slice(None) if self.rows is None else self.rows] = values
         return pd.Series(out, index=self.data_index, name=name)
 
 
@@ -509,7 +527,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
             raise ValueError("no complete rows: every row has a missing value in a variable the formula uses")
         warnings.warn(f"{n_dropped} row{'s' if n_dropped > 1 else ''} with missing values "
                       f"removed (of {len(full)})", UserWarning, stacklevel=stacklevel + 1)
-    rows = np.flatnonzero(complete)
+    rows = np.flatnonzero(complete) if n_dropped else None  # None: every row is used
     frame = full.iloc[rows] if n_dropped else full
 
     y = _response(f, frame)
@@ -543,7 +561,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     if w_expr is not None:
         w, _ = _numeric_expr(w_expr, frame, "weights", full)
     elif w_arr is not None:
-        w = w_arr[rows]
+        w = w_arr.copy() if rows is None else w_arr[rows]
     if w is not None:
         w = _check_weights(w, frame.index)
     off = np.zeros(len(frame))
@@ -553,7 +571,7 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
         off += v
         specs.append(spec)
     if o_arr is not None:
-        off += o_arr[rows]
+        off += o_arr if rows is None else o_arr[rows]
     has_offset = bool(specs) or o_arr is not None
     if has_offset and not np.all(np.isfinite(off)):
         raise ValueError("the offset has infinite values")
@@ -561,15 +579,37 @@ def model_frame(formula: str | MixedFormula, data: pd.DataFrame, *, drop_rank: b
     mf = ModelFrame(formula=f, frame=frame, y=y, X=X, xnames=xnames, n_dropped=n_dropped,
                     dropped_columns=dropped_cols, x_spec=x_spec, weights=w, offset=off if has_offset else None,
                     offset_specs=tuple(specs), offset_is_array=o_arr is not None, var_classes=var_classes,
-                    contrasts=contrasts, na_action=na_action, data_index=data.index, rows=rows,
+                    contrasts=contrasts, na_action=na_action, data_index=data.index,
+                    rows=rows,
                     arguments={k: v for k, v in (("weights", weights), ("offset", offset),
                                                  ("contrasts", contrasts or None),
                                                  ("na_action", None if na_action == "omit" else na_action))
                                if v is not None})
     if random and f.random:
-        mf.terms = random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
-                                stacklevel=stacklevel + 1)
+        mf.terms = [share_columns(t, X) for t in
+                    random_terms(f.random, frame, state_frame=full, check_nobs_vs_nRE=check_nobs_vs_nRE,
+                                 stacklevel=stacklevel + 1)]
     return mf
+
+
+def share_columns(term: RandomTerm, X: np.ndarray) -> RandomTerm:
+    """``term`` with its ``z`` replaced by ``X`` (or by a view of X's first columns) when they are equal.
+
+    ``y ~ x + (x | g)`` has the same columns in ``X`` and in the term's ``z``;
+    holding them once saves ``n q`` numbers (lme4 keeps both, as ``X`` and
+    ``Zt``). The values are the same, so nothing downstream changes;
+    :meth:`mmbook.engine.conditioning.Conditioning.of` also conditions them
+    once when ``z`` is ``X``.
+    """
+    z = term.z
+    n, q = z.shape
+    if X.ndim != 2 or X.shape[0] != n or X.shape[1] < q or q == 0 or X.dtype != z.dtype:
+        return term
+    Xq = X if X.shape[1] == q else X[:, :q]
+    ends = [0, n - 1, n // 2]
+    if not np.array_equal(z[ends], Xq[ends]) or not np.array_equal(z, Xq):
+        return term
+    return replace(term, z=Xq)
 
 
 def _check_contrasts(contrasts) -> dict:

@@ -222,6 +222,26 @@ def cross_products(terms, X: np.ndarray, y: np.ndarray, sqrtw=None) -> CrossProd
     return CrossProducts(A11, A1xy, Axyxy, (Zr.T @ Z1).tocsr(), (Zr.T @ Zr).tocsr(), np.asarray(Zr.T @ XY))
 
 
+def joined_columns(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The column-major ``(n, p + 1)`` array ``[X y]`` whose columns ``X`` and ``y`` are, or None.
+
+    :meth:`mmbook.engine.conditioning.Conditioning.of` stores the conditioned
+    ``X~`` and ``y~`` side by side in one such array, so :meth:`PLS.reweight`
+    reads them without a copy of ``n (p + 1)`` numbers. The result shares
+    memory with ``X`` and ``y``: it must not be written to.
+    """
+    base = X.base
+    if (base is None or y.base is not base or base.ndim != 2 or not base.flags.f_contiguous
+            or base.dtype != np.float64 or base.shape != (X.shape[0], X.shape[1] + 1)):
+        return None
+    start = base.__array_interface__["data"][0]
+    if (X.__array_interface__["data"][0] != start or X.strides != base[:, :-1].strides
+            or y.__array_interface__["data"][0] != start + X.shape[1] * base.strides[1]
+            or y.strides != base[:, -1].strides):
+        return None
+    return base
+
+
 class PLS:
     """The penalized least squares problem of a linear mixed model, as a function of ``theta``.
 
@@ -284,7 +304,8 @@ class PLS:
             self._rest_scalar = all(t.q == 1 or t.structure == "identity" for t in self.rest)  # diagonal Lambda
         self.sqrtw = None
         self._rest_products = self._gram_structure = None
-        self._XF = np.asfortranarray(self.X, dtype=float)
+        # the first term's columns in column-major order (every product in reweight reads whole columns):
+        # no copy when the conditioned model frame already holds them so (mmbook.engine.conditioning)
         self._z1F = np.asfortranarray(t1.z, dtype=float)
         # rows sorted by the first term's levels (longitudinal data usually are): runs of rows
         refs = t1.refs
@@ -341,18 +362,22 @@ class PLS:
             self.y = np.asarray(y, dtype=float)
         self.sqrtw = None if sqrtw is None else np.asarray(sqrtw, dtype=float)
         w = self.sqrtw
-        # column-major copies: every product below reads whole columns
-        n, p = self.n, self.p
-        XY = np.empty((n, p + 1), order="F")
-        XY[:, :p] = self._XF
-        XY[:, p] = self.y
-        if w is not None:
-            XY *= w[:, None]
         corr = self.residual
+        # [X y] column-major (every product below reads whole columns); when X and y are the columns of
+        # one such array already (the conditioned frame's, mmbook.engine.conditioning) it is read in place
+        XY = joined_columns(self.X, self.y)
+        if XY is None:
+            n, p = self.n, self.p
+            XY = np.empty((n, p + 1), order="F")
+            XY[:, :p] = self.X
+            XY[:, p] = self.y
+            if w is not None:
+                XY *= w[:, None]
+        elif w is not None:
+            XY = XY * w[:, None]  # a new (column-major) array: the shared one stays as it is
         if corr is not None:  # correlated residuals: rows whitened within clusters (mmbook.engine.residual)
             XY = np.asfortranarray(corr.whiten_columns(self._eta, XY))
             self.logdet_R = corr.logdet(self._eta)
-        self._XY = XY
         self.Axyxy = XY.T @ XY
         self._gram = None
         self._first_products = FirstTermProducts()

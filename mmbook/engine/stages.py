@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .conditioning import ConditionedPLS, column_moments
+from .conditioning import ConditionedPLS
 from .control import (ConvergenceError, ConvergenceWarning, LmerControl, PredictorScaleWarning, SingularFitWarning,
                       blas_threads)
 from .convergence import check_conv
@@ -150,7 +150,8 @@ def scale_message(X: np.ndarray, tol: float = 1000.0) -> str | None:
                        and bool(np.all((X[:, j] == 0) | (X[:, j] == 1))) for j in range(X.shape[1])])
     if binary.all():
         return None
-    sd = column_moments(X[:, ~binary])[1] * np.sqrt(n / (n - 1))  # R's sd
+    # R's sd, one column at a time (a temporary of one column, not of all of them)
+    sd = np.array([np.std(X[:, j], ddof=1) for j in np.flatnonzero(~binary)])
     sd = sd[sd > 0]
     if not sd.size:
         return None
