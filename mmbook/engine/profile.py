@@ -262,11 +262,8 @@ class Profiler:
         if ts is None:
             return np.inf
         theta, sigma = ts
-        try:
-            F = self.pls.factor(theta, full=False)
-        except _FAIL:
-            return np.inf
-        if not F.is_valid():
+        F = self._factor(theta)
+        if F is None:
             return np.inf
         # weights included; correlated residuals add log|R| (the Jacobian of the whitening)
         return self.pls.response.deviance_at(F.logdet_L, F.pwrss, sigma) + self.pls.logdet_R
@@ -277,12 +274,17 @@ class Profiler:
         V = RXinv.T @ RXinv  # (R_X R_X')^{-1}
         return s, V
 
-    def _dev_beta(self, theta, j, v):
+    def _factor(self, theta):
+        """The factor at ``theta`` (without the parts the criterion does not need); None where it fails."""
         try:
             F = self.pls.factor(theta, full=False)
         except _FAIL:
-            return np.inf
-        if not F.is_valid():
+            return None
+        return F if F.is_valid() else None
+
+    def _dev_beta(self, theta, j, v):
+        F = self._factor(theta)
+        if F is None:
             return np.inf
         p, RX = self.p, F.RX
         lxy = F.Ld[F.Qr + p, F.Qr:F.Qr + p]
