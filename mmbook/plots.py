@@ -541,11 +541,14 @@ _PROFILE_LAYOUT_DOC = """ncols : int
     Returns
     -------
     matplotlib.figure.Figure
+        One panel per parameter, ``ncols`` to a row.
 
     Raises
     ------
     TypeError
-        ``prof`` is not a profile."""
+        ``prof`` is not a profile.
+    ValueError
+        ``ncols`` is not a positive integer."""
 
 
 def _profile_doc(plot):
