@@ -532,7 +532,40 @@ def caterpillar(fit, group: str | None = None, *, level: float = 0.95, order: st
 
 
 # ------------------------------------------------------------------ profiles (lme4's xyplot/densityplot of a profile)
-def _profile_axes(names, ncols, panel_size, sharey):
+# What profile_zeta and profile_density say alike about their layout, in their docstrings.
+_PROFILE_LAYOUT_DOC = """ncols : int
+        Panels per row.
+    panel_size : (float, float)
+        Width and height of a panel, in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per parameter, ``ncols`` to a row.
+
+    Raises
+    ------
+    TypeError
+        ``prof`` is not a profile.
+    ValueError
+        ``ncols`` is not a positive integer."""
+
+
+def _profile_doc(plot):
+    """Put the layout parameters into a profile plot's docstring (which ``python -OO`` removes)."""
+    if plot.__doc__:
+        plot.__doc__ %= _PROFILE_LAYOUT_DOC
+    return plot
+
+
+def _check_profile(prof):
+    if not (hasattr(prof, "frame") and hasattr(prof, "splines") and hasattr(prof, "names")):
+        raise TypeError(f"expected a profile from mmbook.profile(fit), got {type(prof).__name__}")
+
+
+def _profile_panels(prof, ncols, panel_size, sharey):
+    """The figure and ``(axes, parameter name)`` pairs of a profile's panels, each titled like a lattice strip."""
+    names = prof.names
     if not isinstance(ncols, (int, np.integer)) or ncols < 1:
         raise ValueError(f"ncols must be a positive integer, not {ncols!r}")
     ncols = min(int(ncols), len(names))
@@ -541,14 +574,14 @@ def _profile_axes(names, ncols, panel_size, sharey):
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)).ravel()
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    return fig, axes
+    for ax, nm in zip(axes, names):
+        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
+        ax.tick_params(labelsize=8, length=2)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    return fig, list(zip(axes, names))
 
 
-def _check_profile(prof):
-    if not (hasattr(prof, "frame") and hasattr(prof, "splines") and hasattr(prof, "names")):
-        raise TypeError(f"expected a profile from mmbook.profile(fit), got {type(prof).__name__}")
-
-
+@_profile_doc
 def profile_zeta(prof, absolute: bool = False, levels=(0.5, 0.8, 0.9, 0.95, 0.99), ncols: int = 3,
                  panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
     r"""Profile zeta plots, one panel per parameter (lme4's ``xyplot(profile(fit))``).
@@ -569,26 +602,12 @@ def profile_zeta(prof, absolute: bool = False, levels=(0.5, 0.8, 0.9, 0.95, 0.99
         interval are then at the same height.
     levels : sequence of float
         Confidence levels whose limits are marked.
-    ncols : int
-        Panels per row.
-    panel_size : (float, float)
-        Width and height of a panel, in inches.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Raises
-    ------
-    TypeError
-        ``prof`` is not a profile.
+    %s
     """
     _check_profile(prof)
-    from scipy import stats
-
-    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=True)
+    fig, panels = _profile_panels(prof, ncols, panel_size, sharey=True)
     zs = stats.norm.ppf(0.5 + np.asarray(levels, dtype=float) / 2)
-    for ax, nm in zip(axes, prof.names):
+    for ax, nm in panels:
         sub = prof.frame[prof.frame[".par"] == nm]
         spl, (a, b) = prof.splines(nm)
         v = np.linspace(a, b, 200)
@@ -604,13 +623,11 @@ def profile_zeta(prof, absolute: bool = False, levels=(0.5, 0.8, 0.9, 0.95, 0.99
                     x = v[i] + (target - z[i]) * (v[i + 1] - v[i]) / (z[i + 1] - z[i])
                     ax.plot([x, x], [0.0, abs(target) if absolute else target], color="#888888", lw=0.8, ls=":")
         ax.axhline(0, color="#bbbbbb", lw=0.6)
-        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
-        ax.tick_params(labelsize=8, length=2)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     fig.supylabel(r"$|\zeta|$" if absolute else r"$\zeta$", fontsize=10)
     return fig
 
 
+@_profile_doc
 def profile_density(prof, npts: int = 201, upper: float = 0.999, ncols: int = 3,
                     panel_size: tuple[float, float] = (2.4, 2.0)) -> Figure:
     r"""Profile-based densities, one panel per parameter (lme4's ``densityplot(profile(fit))``).
@@ -627,29 +644,14 @@ def profile_density(prof, npts: int = 201, upper: float = 0.999, ncols: int = 3,
         Points per curve.
     upper : float
         Each curve spans :math:`\zeta` from ``-z_upper`` to ``z_upper``.
-    ncols : int
-        Panels per row.
-    panel_size : (float, float)
-        Width and height of a panel, in inches.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-
-    Raises
-    ------
-    TypeError
-        ``prof`` is not a profile.
+    %s
     """
     _check_profile(prof)
     dens = prof.density(npts=npts, upper=upper)
-    fig, axes = _profile_axes(prof.names, ncols, panel_size, sharey=False)  # densities differ in scale
-    for ax, nm in zip(axes, prof.names):
+    fig, panels = _profile_panels(prof, ncols, panel_size, sharey=False)  # densities differ in scale
+    for ax, nm in panels:
         sub = dens[dens["pnm"] == nm]
         ax.plot(sub["pval"], sub["density"], color="#3b6ea8", lw=1.3)
-        ax.set_title(nm, fontsize=9, pad=4, bbox={"boxstyle": "square,pad=0.15", "fc": "#e8e8e8", "ec": "none"})
-        ax.tick_params(labelsize=8, length=2)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.set_ylim(bottom=0)
     fig.supylabel("density", fontsize=10)
     return fig

@@ -57,7 +57,7 @@ from .modelmatrix import model_matrix
 from .newdata import newdata_fixed
 from .fit import LmerFit
 from .formula import parse_formula
-from .pls import PLS, CrossProducts, cross_products
+from .pls import PLS, CrossProducts, cross_products, moment_theta
 from .report import summary_text
 from .stages import check_control, fit_model
 
@@ -491,19 +491,8 @@ class SummedPLS(PLS):
                 counts[k], sums[k] = np.maximum(c, 1), s
         total_sum = sums[icpt[0]].sum()
         total = rr / n - (total_sum / n) ** 2
-        if not total > 0 or not np.isfinite(total):
-            return theta
         means = {k: sums[k] / counts[k] for k in icpt}
-        tau2 = {k: 0.0 for k in icpt}
-        sigma2 = total
-        for _ in range(5):
-            for k in icpt:
-                between = np.average(means[k] ** 2, weights=counts[k])
-                tau2[k] = max(between - sigma2 * np.mean(1.0 / counts[k]), 0.01 * total / len(icpt))
-            sigma2 = max(total - sum(tau2.values()), 0.05 * total)
-        for k in icpt:
-            theta[self.theta_offsets[k]] = np.sqrt(tau2[k] / sigma2)
-        return theta
+        return moment_theta(theta, self.theta_offsets, total, counts, means)
 
 
 def _predict_partition(part: pd.DataFrame, plan: _Plan, beta, b, terms_use, allow_new_levels, what):

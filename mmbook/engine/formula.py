@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["BarTerm", "MixedFormula", "parse_formula", "split_top_level"]
+__all__ = ["BarTerm", "MixedFormula", "parse_formula", "split_top_level", "strip_outer_parens"]
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,20 @@ def split_top_level(s: str, seps: str = "+") -> list[tuple[str, str]]:
     return out
 
 
-def _strip_outer_parens(s: str) -> str | None:
-    """``"(a | b)"`` -> ``"a | b"`` if the brackets enclose all of ``s``."""
+def strip_outer_parens(s: str) -> str | None:
+    """``"(a | b)"`` -> ``"a | b"`` if one pair of brackets encloses all of ``s``.
+
+    Parameters
+    ----------
+    s : str
+        A term of a formula; surrounding white space is ignored.
+
+    Returns
+    -------
+    str or None
+        What the outer brackets enclose (not stripped), or None when ``s`` is
+        not one bracketed expression (``"(a) + (b)"``, ``"a"``).
+    """
     s = s.strip()
     if not (s.startswith("(") and s.endswith(")")):
         return None
@@ -286,7 +298,7 @@ def parse_formula(formula: str) -> MixedFormula:
             if sign == "+" and not fixed_parts and not random:
                 continue  # leading sign
             raise ValueError(f"malformed formula {formula!r}: empty term")
-        inner = _strip_outer_parens(piece)
+        inner = strip_outer_parens(piece)
         if inner is not None and _find_bar(inner) is not None:
             if sign == "-":
                 raise ValueError(f"malformed formula {formula!r}: a random-effects term cannot be removed with '-'")
@@ -318,7 +330,7 @@ def _offset_expr(piece: str, formula: str) -> str | None:
     m = re.fullmatch(r"offset\s*(\(.*\))", piece, flags=re.S)
     if m is None:
         return None
-    inner = _strip_outer_parens(m.group(1))
+    inner = strip_outer_parens(m.group(1))
     if inner is None:
         return None
     if not inner.strip():
@@ -342,7 +354,7 @@ def _show_bar(inner: str) -> str:
 def _raw_bars(rhs: str) -> list[str]:
     out = []
     for _, piece in split_top_level(rhs, "+-"):
-        inner = _strip_outer_parens(piece)
+        inner = strip_outer_parens(piece)
         if inner is not None and _find_bar(inner) is not None:
             out.append(inner)
     return out

@@ -22,13 +22,9 @@ import pandas as pd
 from scipy import optimize, stats
 
 from .optimize import minimize_theta
+from .profile import lower_entries, sd_and_corr, sdcor_of_cov
 
 __all__ = ["glmm_confint", "sdcor_names", "sdcor_to_theta", "theta_to_sdcor"]
-
-
-def _colmajor(q):
-    cols, rows = np.triu_indices(q)
-    return rows, cols
 
 
 def sdcor_names(fit) -> list[str]:
@@ -41,14 +37,11 @@ def theta_to_sdcor(fit, theta: np.ndarray) -> np.ndarray:
     """Standard deviations and correlations (``theta``'s order, sigma = 1) from ``theta``."""
     out, pos = [], 0
     for t in fit.terms:
-        rows, cols = _colmajor(t.q)
+        rows, cols = lower_entries(t.q)
         T = np.zeros((t.q, t.q))
         T[rows, cols] = theta[pos:pos + t.ntheta]
         pos += t.ntheta
-        S = T @ T.T
-        sd = np.sqrt(np.diag(S))
-        for r, c in zip(rows, cols):
-            out.append(sd[r] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
+        out += sdcor_of_cov(T @ T.T, rows, cols)
     return np.array(out)
 
 
@@ -56,15 +49,9 @@ def sdcor_to_theta(fit, phi: np.ndarray) -> np.ndarray | None:
     """``theta`` from standard deviations and correlations; None when they are not a covariance."""
     theta, pos = [], 0
     for t in fit.terms:
-        rows, cols = _colmajor(t.q)
-        vals = phi[pos:pos + t.ntheta]
+        rows, cols = lower_entries(t.q)
+        sd, R = sd_and_corr(phi[pos:pos + t.ntheta], rows, cols, t.q)
         pos += t.ntheta
-        sd, R = np.zeros(t.q), np.eye(t.q)
-        for v, r, c in zip(vals, rows, cols):
-            if r == c:
-                sd[r] = v
-            else:
-                R[r, c] = R[c, r] = v
         if np.any(sd < 0):
             return None
         try:
@@ -85,7 +72,7 @@ def _profile(fit, level: float) -> np.ndarray:
     # lower and upper bounds, and a scale per parameter (so that the inner optimizer sees unit scales)
     lo, hi = [], []
     for t in fit.terms:
-        for r, c in zip(*_colmajor(t.q)):
+        for r, c in zip(*lower_entries(t.q)):
             lo.append(0.0 if r == c else -1.0 + 1e-9)
             hi.append(np.inf if r == c else 1.0 - 1e-9)
     lo, hi = np.array(lo + [-np.inf] * p), np.array(hi + [np.inf] * p)

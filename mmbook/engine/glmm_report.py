@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..rprint import SIGNIF_LEGEND, coef_matrix_cells, format_real, format_table, zapsmall
+from ..rprint import SIGNIF_LEGEND, coef_matrix_cells, format_table
 from .control import ConvergenceWarning
-from .report import fixef_correlation_lines, random_effects_table
+from .report import criterion_lines, fixef_correlation_lines, random_effects_lines, rank_deficiency_lines, residual_lines
 
 __all__ = ["glmm_summary_text", "glmm_summary_html", "coef_table", "method_title"]
 
@@ -65,26 +65,11 @@ def glmm_summary_text(fit, digits: int = 4) -> str:
     out.append(f" Family: {fit.family.label}")
     out.append(f"Formula: {fit.formula}")
     out.append("")
-    vals = [round(v, 1) for v in (fit.aic, fit.bic, fit.loglik, -2.0 * fit.loglik)]
-    txt = format_real(vals, 7) + [str(fit.df_resid)]
-    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-    w = max(len(a) for a in names + [t.strip() for t in txt])  # R prints a named vector in one width
-    out.append(" ".join(a.rjust(w) for a in names) + " ")
-    out.append(" ".join(b.strip().rjust(w) for b in txt) + " ")
+    out += criterion_lines(fit.aic, fit.bic, fit.loglik, -2.0 * fit.loglik, fit.df_resid)
     out.append("")
-    q = np.quantile(fit.scaled_residuals.to_numpy(), [0, 0.25, 0.5, 0.75, 1.0])
-    qtxt = format_real(zapsmall(q, digits + 1), digits)
-    qnames = ["Min", "1Q", "Median", "3Q", "Max"]
-    qw = [max(len(a), len(b)) for a, b in zip(qnames, qtxt)]
-    out.append("Scaled residuals: ")
-    out.append(" ".join(a.rjust(x) for a, x in zip(qnames, qw)) + " ")
-    out.append(" ".join(b.rjust(x) for b, x in zip(qtxt, qw)) + " ")
+    out += residual_lines(fit, digits)
     out.append("")
-    out.append("Random effects:")
-    header, rows = random_effects_table(fit, digits, residual=False)
-    out.append(format_table(rows, header, ["l"] * len(header)))
-    groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
-    out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    out += random_effects_lines(fit, digits, residual=False)
     if fit.mf.p:
         out.append("")
         out.append("Fixed effects:")
@@ -95,10 +80,7 @@ def glmm_summary_text(fit, digits: int = 4) -> str:
             out.append("---")
             out.append(SIGNIF_LEGEND)
     out.extend(fixef_correlation_lines(fit))
-    if fit.mf.dropped_columns:
-        k = len(fit.mf.dropped_columns)
-        out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
-                   f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
+    out += rank_deficiency_lines(fit)
     conv = [text for cat, text in fit.messages if issubclass(cat, ConvergenceWarning)]
     if fit.is_singular or conv:
         out.append("optimizer (L-BFGS-B) convergence code: 0 (OK)")

@@ -56,7 +56,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .linalg import inv_lower_blocks
+from .linalg import inv_lower_blocks, solve_lower_blocks
 
 __all__ = ["objective_gradient"]
 
@@ -132,16 +132,9 @@ def _gram_of_columns(C: np.ndarray) -> np.ndarray:
 def _forward(L: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``L^{-1} B`` for lower triangular ``L``: row by row when ``L`` is small and ``B`` wide
     (LAPACK's TRSM copies a wide ``B`` to column-major order first), else LAPACK."""
-    n = L.shape[0]
-    if n > 16:
+    if L.shape[0] > 16:
         return sla.solve_triangular(L, B, lower=True, check_finite=False)
-    Y = np.empty_like(B)
-    for i in range(n):
-        acc = B[i].copy()
-        for j in range(i):
-            acc -= L[i, j] * Y[j]
-        Y[i] = acc / L[i, i]
-    return Y
+    return solve_lower_blocks(L, B)
 
 
 def _level_sums_of_V(pls, theta, F):

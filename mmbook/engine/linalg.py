@@ -54,7 +54,11 @@ def chol_blocks(A: np.ndarray) -> np.ndarray:
 
 
 def solve_lower_blocks(L: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Solve ``L_k W_k = B_k`` for every block: ``L`` (q, q, m), ``B`` (q, r, m) -> ``W`` (q, r, m)."""
+    """Solve ``L_k W_k = B_k`` for every block: ``L`` (q, q, m), ``B`` (q, r, m) -> ``W`` (q, r, m).
+
+    Forward substitution row by row, each step on all blocks at once. A single
+    ``L`` (q, q) with ``B`` (q, ...) works the same way (``L^{-1} B``).
+    """
     q = L.shape[0]
     W = np.empty(B.shape)
     for i in range(q):

@@ -54,7 +54,7 @@ from .residual import check_nesting
 from .response import GaussianResponse
 from .sparse import sparse_schur
 
-__all__ = ["PLS", "PLSSolution", "BlockedFactor", "CrossProducts", "cross_products"]
+__all__ = ["PLS", "PLSSolution", "BlockedFactor", "CrossProducts", "cross_products", "moment_theta"]
 
 
 @dataclass
@@ -491,23 +491,12 @@ class PLS:
         else:
             r = y - np.average(y, weights=w)
         total = np.average(r[used] ** 2, weights=w[used]) - np.average(r[used], weights=w[used]) ** 2
-        if not total > 0 or not np.isfinite(total):
-            return theta
         counts = {k: np.maximum(np.bincount(self.terms[k].refs[used], minlength=self.terms[k].nlevels), 1)
                   for k in icpt}
         means = {k: np.bincount(self.terms[k].refs, w * r, minlength=self.terms[k].nlevels)
                  / np.maximum(np.bincount(self.terms[k].refs, w, minlength=self.terms[k].nlevels), 1e-300)
                  for k in icpt}
-        tau2 = {k: 0.0 for k in icpt}
-        sigma2 = total
-        for _ in range(5):
-            for k in icpt:
-                between = np.average(means[k] ** 2, weights=counts[k])
-                tau2[k] = max(between - sigma2 * np.mean(1.0 / counts[k]), 0.01 * total / len(icpt))
-            sigma2 = max(total - sum(tau2.values()), 0.05 * total)
-        for k in icpt:
-            theta[self.theta_offsets[k]] = np.sqrt(tau2[k] / sigma2)
-        return theta
+        return moment_theta(theta, self.theta_offsets, total, counts, means)
 
     # ------------------------------------------------------------------ Lambda
     def T(self, k: int, theta: np.ndarray) -> np.ndarray:
@@ -858,3 +847,54 @@ def _cholesky_lower(S: np.ndarray) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return U.T
+
+
+def moment_theta(theta0: np.ndarray, theta_offsets, total: float, counts: dict, means: dict) -> np.ndarray:
+    r"""``theta0`` with the entry of each random-intercept term set from moments (:meth:`PLS.moment_start`).
+
+    With :math:`r` the OLS residuals, the level means of :math:`r` for term
+    :math:`k` have variance about :math:`\tau_k^2 + \sigma^2 / n_{k\ell}` and
+    :math:`r` itself about :math:`\sum_k \tau_k^2 + \sigma^2`. Five sweeps of
+
+    .. math:: \tau_k^2 = \max\Big(\overline{m_k^2} - \sigma^2\, \overline{1/n_k},\;
+              0.01\, v / K\Big), \qquad
+              \sigma^2 = \max\Big(v - \sum_k \tau_k^2,\; 0.05\, v\Big)
+
+    (:math:`\overline{m_k^2}` the mean of the squared level means, weighted by
+    the level counts; :math:`v` the variance of :math:`r`; :math:`K` terms)
+    give :math:`\theta_k = \tau_k / \sigma`. The callers feed what they have:
+    :class:`PLS` the rows, :class:`mmbook.engine.bigdata.SummedPLS` the summed
+    cross-products.
+
+    Parameters
+    ----------
+    theta0 : ndarray, shape (ntheta,)
+        lme4's start; a copy is returned with the intercept terms' entries set.
+    theta_offsets : sequence of int
+        Position of each term's first parameter in ``theta``.
+    total : float
+        :math:`v`, the variance of the residuals (a copy of ``theta0`` is
+        returned unchanged unless it is positive and finite).
+    counts : dict of int to ndarray
+        Per random-intercept term (by its index): observations per level,
+        shape (nlevels,), each at least 1.
+    means : dict of int to ndarray
+        Per random-intercept term: each level's mean residual, shape (nlevels,).
+
+    Returns
+    -------
+    ndarray, shape (ntheta,)
+    """
+    theta = np.array(theta0, dtype=float)
+    if not total > 0 or not np.isfinite(total):
+        return theta
+    tau2 = {k: 0.0 for k in counts}
+    sigma2 = total
+    for _ in range(5):
+        for k in counts:
+            between = np.average(means[k] ** 2, weights=counts[k])
+            tau2[k] = max(between - sigma2 * np.mean(1.0 / counts[k]), 0.01 * total / len(counts))
+        sigma2 = max(total - sum(tau2.values()), 0.05 * total)
+    for k in counts:
+        theta[theta_offsets[k]] = np.sqrt(tau2[k] / sigma2)
+    return theta

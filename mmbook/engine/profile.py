@@ -31,22 +31,51 @@ from scipy import interpolate, optimize, stats
 from .optimize import minimize_theta
 from .pls import PLS
 
-__all__ = ["Profile", "Profiler", "profile", "param_names", "sdcor", "select_parms", "ci_columns", "check_level"]
+__all__ = ["Profile", "Profiler", "profile", "param_names", "sdcor", "select_parms", "ci_columns", "check_level",
+           "lower_entries", "sdcor_of_cov", "sd_and_corr"]
 
 _FAIL = (np.linalg.LinAlgError, sla.LinAlgError, ValueError, FloatingPointError, ZeroDivisionError)
 
 
 # ------------------------------------------------------------------ parameters
-def _colmajor(q):
+def lower_entries(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of a q x q lower triangle in column-major order.
+
+    The order of a term's ``theta`` (the entries of ``T``) and of its sd/cor
+    parameters in lme4: ``(0, 0), (1, 0), ..., (q-1, 0), (1, 1), ...``.
+    """
     cols, rows = np.triu_indices(q)
     return rows, cols
+
+
+def sdcor_of_cov(S: np.ndarray, rows, cols) -> list[float]:
+    """One term's sd/cor parameters from its covariance ``S`` (q x q), at the entries ``(rows, cols)``.
+
+    :math:`\\sqrt{S_{rr}}` where ``r == c``, else the correlation
+    :math:`S_{rc} / \\sqrt{S_{rr} S_{cc}}` (0 where a standard deviation is 0).
+    """
+    sd = np.sqrt(np.diag(S))
+    return [sd[r] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
+            for r, c in zip(rows, cols)]
+
+
+def sd_and_corr(vals, rows, cols, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`sdcor_of_cov`: standard deviations, shape (q,), and correlation matrix
+    (q, q) from one term's sd/cor parameters ``vals`` at the entries ``(rows, cols)``."""
+    sd, R = np.zeros(q), np.eye(q)
+    for v, r, c in zip(vals, rows, cols):
+        if r == c:
+            sd[r] = v
+        else:
+            R[r, c] = R[c, r] = v
+    return sd, R
 
 
 def _entries(t):
     """Rows and columns of a term's sd/cor parameters: the lower triangle, or one sd for ``T = theta I``."""
     if t.structure == "identity":
         return np.zeros(1, dtype=int), np.zeros(1, dtype=int)
-    return _colmajor(t.q)
+    return lower_entries(t.q)
 
 
 def param_names(fit, old_names: bool = True) -> list[str]:
@@ -77,10 +106,7 @@ def _phi(terms, theta, sigma, offsets, corr=None) -> np.ndarray:
     out = []
     for k, t in enumerate(terms):
         T = t.T(theta[offsets[k]:offsets[k + 1]])
-        S = sigma ** 2 * (T @ T.T)
-        sd = np.sqrt(np.diag(S))
-        for r, c in zip(*_entries(t)):
-            out.append(sd[r] if r == c else (S[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0))
+        out += sdcor_of_cov(sigma ** 2 * (T @ T.T), *_entries(t))
     if corr is not None:
         out.append(corr.value(float(theta[offsets[len(terms)]])))
     out.append(sigma)
@@ -99,7 +125,7 @@ def _theta_sigma(terms, phi: np.ndarray, corr=None):
         return None
     theta, pos = [], 0
     for t in terms:
-        rows, cols = _colmajor(t.q)
+        rows, cols = lower_entries(t.q)
         vals = phi[pos:pos + t.ntheta]
         pos += t.ntheta
         if t.structure == "identity":
@@ -107,13 +133,7 @@ def _theta_sigma(terms, phi: np.ndarray, corr=None):
                 return None
             theta.append(vals[0] / sigma)
             continue
-        sd = np.zeros(t.q)
-        R = np.eye(t.q)
-        for v, r, c in zip(vals, rows, cols):
-            if r == c:
-                sd[r] = v
-            else:
-                R[r, c] = R[c, r] = v
+        sd, R = sd_and_corr(vals, rows, cols, t.q)
         if np.any(sd < 0):
             return None
         Lr = _psd_cholesky(R)
@@ -242,11 +262,8 @@ class Profiler:
         if ts is None:
             return np.inf
         theta, sigma = ts
-        try:
-            F = self.pls.factor(theta, full=False)
-        except _FAIL:
-            return np.inf
-        if not F.is_valid():
+        F = self._factor(theta)
+        if F is None:
             return np.inf
         # weights included; correlated residuals add log|R| (the Jacobian of the whitening)
         return self.pls.response.deviance_at(F.logdet_L, F.pwrss, sigma) + self.pls.logdet_R
@@ -257,12 +274,17 @@ class Profiler:
         V = RXinv.T @ RXinv  # (R_X R_X')^{-1}
         return s, V
 
-    def _dev_beta(self, theta, j, v):
+    def _factor(self, theta):
+        """The factor at ``theta`` (without the parts the criterion does not need); None where it fails."""
         try:
             F = self.pls.factor(theta, full=False)
         except _FAIL:
-            return np.inf
-        if not F.is_valid():
+            return None
+        return F if F.is_valid() else None
+
+    def _dev_beta(self, theta, j, v):
+        F = self._factor(theta)
+        if F is None:
             return np.inf
         p, RX = self.p, F.RX
         lxy = F.Ld[F.Qr + p, F.Qr:F.Qr + p]

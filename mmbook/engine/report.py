@@ -14,7 +14,8 @@ import numpy as np
 from ..rprint import abbreviate, cat_number, coef_matrix_cells, format_real, format_table, print_matrix, zapsmall
 
 __all__ = ["summary_text", "summary_html", "random_effects_table", "fixef_correlation_lines",
-           "convergence_lines"]
+           "convergence_lines", "criterion_lines", "residual_lines", "random_effects_lines",
+           "rank_deficiency_lines"]
 
 
 def _random_effects_rows(fit, digits: int = 4, residual: bool = True):
@@ -96,26 +97,11 @@ def summary_text(fit, digits: int = 4) -> str:
     if fit.REML:
         out.append(f"REML criterion at convergence: {cat_number(round(fit.objective, 1))}")
     else:
-        vals = [round(v, 1) for v in (fit.aic, fit.bic, fit.loglik, fit.deviance)]
-        txt = format_real(vals, 7) + [str(fit.nobs - fit.npar)]
-        names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-        w = max(len(a) for a in names + [t.strip() for t in txt])  # R prints a named vector in one width
-        out.append(" ".join(a.rjust(w) for a in names) + " ")
-        out.append(" ".join(b.strip().rjust(w) for b in txt) + " ")
+        out += criterion_lines(fit.aic, fit.bic, fit.loglik, fit.deviance, fit.nobs - fit.npar)
     out.append("")
-    q = np.quantile(fit.scaled_residuals.to_numpy(), [0, 0.25, 0.5, 0.75, 1.0])
-    qtxt = format_real(zapsmall(q, digits + 1), digits)
-    names = ["Min", "1Q", "Median", "3Q", "Max"]
-    w = [max(len(a), len(b)) for a, b in zip(names, qtxt)]
-    out.append("Scaled residuals: ")
-    out.append(" ".join(a.rjust(x) for a, x in zip(names, w)) + " ")
-    out.append(" ".join(b.rjust(x) for b, x in zip(qtxt, w)) + " ")
+    out += residual_lines(fit, digits)
     out.append("")
-    out.append("Random effects:")
-    header, rows = _random_effects_rows(fit, digits)
-    out.append(format_table(rows, header, ["l"] * len(header)))
-    groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
-    out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    out += random_effects_lines(fit, digits)
     out.extend(_extra_lines(fit))
     p = fit.mf.p
     if p:
@@ -124,12 +110,54 @@ def summary_text(fit, digits: int = 4) -> str:
         header, rows, names = _fixef_rows(fit, digits)
         out.extend(print_matrix(names, header, rows))
     out.extend(fixef_correlation_lines(fit))
-    if fit.mf.dropped_columns:
-        k = len(fit.mf.dropped_columns)
-        out.append(f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
-                   f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}")
+    out += rank_deficiency_lines(fit)
     out += convergence_lines(fit)
     return "\n".join(out) + "\n"
+
+
+def criterion_lines(aic: float, bic: float, loglik: float, deviance: float, df_resid: int) -> list[str]:
+    """lme4's ``.prt.aictab``: the named vector ``AIC BIC logLik deviance df.resid``, two lines.
+
+    The criteria are rounded to one decimal and printed as R prints a named
+    vector: every name and value right-aligned to one common width, each line
+    ending in a space.
+    """
+    vals = [round(v, 1) for v in (aic, bic, loglik, deviance)]
+    txt = format_real(vals, 7) + [str(df_resid)]
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    w = max(len(a) for a in names + [t.strip() for t in txt])  # R prints a named vector in one width
+    return [" ".join(a.rjust(w) for a in names) + " ", " ".join(b.strip().rjust(w) for b in txt) + " "]
+
+
+def residual_lines(fit, digits: int = 4) -> list[str]:
+    """lme4's ``.prt.resids``: "Scaled residuals:" and the quartiles of ``fit.scaled_residuals``.
+
+    ``quantile(resids, c(0, .25, .5, .75, 1))`` passed through
+    ``zapsmall(digits + 1)``, each name and value right-aligned to their common width.
+    """
+    q = np.quantile(fit.scaled_residuals.to_numpy(), [0, 0.25, 0.5, 0.75, 1.0])
+    qtxt = format_real(zapsmall(q, digits + 1), digits)
+    names = ["Min", "1Q", "Median", "3Q", "Max"]
+    w = [max(len(a), len(b)) for a, b in zip(names, qtxt)]
+    return ["Scaled residuals: ", " ".join(a.rjust(x) for a, x in zip(names, w)) + " ",
+            " ".join(b.rjust(x) for b, x in zip(qtxt, w)) + " "]
+
+
+def random_effects_lines(fit, digits: int = 4, residual: bool = True) -> list[str]:
+    """lme4's "Random effects:" block: the table (:func:`random_effects_table`) and the group counts."""
+    header, rows = _random_effects_rows(fit, digits, residual)
+    groups = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    return ["Random effects:", format_table(rows, header, ["l"] * len(header)),
+            f"Number of obs: {fit.nobs}, groups:  {groups}"]
+
+
+def rank_deficiency_lines(fit) -> list[str]:
+    """lme4's fit warning when columns of ``X`` were dropped as linearly dependent (none otherwise)."""
+    if not fit.mf.dropped_columns:
+        return []
+    k = len(fit.mf.dropped_columns)
+    return [f"fit warnings:\nfixed-effect model matrix is rank deficient so dropping {k} column"
+            f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}"]
 
 
 def random_effects_table(fit, digits: int = 4, residual: bool = True):

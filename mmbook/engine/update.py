@@ -27,7 +27,7 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
-from .formula import BarTerm, parse_formula, split_top_level
+from .formula import BarTerm, parse_formula, split_top_level, strip_outer_parens
 
 __all__ = ["FitCall", "update", "update_formula", "fixed_terms", "term_key"]
 
@@ -77,19 +77,6 @@ class _Random:
         return 1
 
 
-def _outer_inner(piece: str) -> str | None:
-    """``"(a)"`` -> ``"a"`` when the brackets enclose all of ``piece``."""
-    if not (piece.startswith("(") and piece.endswith(")")):
-        return None
-    depth = 0
-    for i, ch in enumerate(piece):
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth == 0 and i < len(piece) - 1:
-            return None
-    return piece[1:-1].strip()
-
-
 def _bar_key(b: BarTerm) -> tuple:
     return (b.group, b.expr.replace(" ", ""))
 
@@ -100,7 +87,7 @@ def _random_items(piece: str) -> list[_Random] | None:
     ``((1 | h) + (0 + x | h))``, lme4's printed form of ``(x || h)``, is split
     into its terms.
     """
-    inner = _outer_inner(piece)
+    inner = strip_outer_parens(piece)
     if inner is None or "|" not in inner:
         return None
     depth, top_bar = 0, False

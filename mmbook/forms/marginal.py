@@ -197,6 +197,20 @@ def _expand_psi(psi, Q: int) -> sp.csr_matrix:
 # ------------------------------------------------------------ log densities
 
 
+def _data(y, X, beta=None):
+    """``y`` as a vector, ``X`` as a matrix with a row per observation, ``beta`` (if given) with one value
+    per column of ``X``; a clear ValueError otherwise."""
+    y = as_vector(y, "y")
+    X = as_matrix(X, "X", y.size)
+    return y, X, None if beta is None else as_vector(beta, "beta", X.shape[1])
+
+
+def _whitened(y, X, Sigma):
+    """``L`` (:math:`\\Sigma = LL^\\top`), :math:`L^{-1}y` and :math:`L^{-1}X`."""
+    L = _cholesky(Sigma, y.size)
+    return L, sla.solve_triangular(L, y, lower=True), sla.solve_triangular(L, X, lower=True)
+
+
 def _cholesky(Sigma, n: int) -> np.ndarray:
     S = np.asarray(Sigma.toarray() if sp.issparse(Sigma) else Sigma, dtype=float)
     if S.shape != (n, n):
@@ -234,10 +248,8 @@ def marginal_logdensity(y, X, beta, Sigma) -> float:
     -------
     float
     """
-    y = as_vector(y, "y")
+    y, X, beta = _data(y, X, beta)
     n = y.size
-    X = as_matrix(X, "X", n)
-    beta = as_vector(beta, "beta", X.shape[1])
     L = _cholesky(Sigma, n)
     w = sla.solve_triangular(L, y - X @ beta, lower=True)
     logdet = 2.0 * np.log(np.diagonal(L)).sum()
@@ -271,10 +283,8 @@ def conditional_logdensity(y, X, beta, Z, gamma, sigma) -> float:
     -------
     float
     """
-    y = as_vector(y, "y")
+    y, X, beta = _data(y, X, beta)
     n = y.size
-    X = as_matrix(X, "X", n)
-    beta = as_vector(beta, "beta", X.shape[1])
     Z = sp.csr_matrix(Z, dtype=float)
     if Z.shape[0] != n:
         raise ValueError(f"Z must have {n} rows (one per observation), got shape {Z.shape}")
@@ -295,12 +305,8 @@ def gls_beta(y, X, Sigma) -> np.ndarray:
     :math:`L^{-1}y,\\; L^{-1}X` (:math:`\\Sigma = LL^\\top`). At the estimated
     ``Sigma`` of a fit, this is the fit's ``beta``.
     """
-    y = as_vector(y, "y")
-    n = y.size
-    X = as_matrix(X, "X", n)
-    L = _cholesky(Sigma, n)
-    Xw = sla.solve_triangular(L, X, lower=True)
-    yw = sla.solve_triangular(L, y, lower=True)
+    y, X, _ = _data(y, X)
+    _, yw, Xw = _whitened(y, X, Sigma)
     return np.linalg.lstsq(Xw, yw, rcond=None)[0]
 
 
@@ -332,15 +338,11 @@ def reml_logdensity(y, X, Sigma) -> float:
     -------
     float
     """
-    y = as_vector(y, "y")
-    n = y.size
-    X = as_matrix(X, "X", n)
-    p = X.shape[1]
+    y, X, _ = _data(y, X)
+    n, p = X.shape
     if n <= p:
         raise ValueError(f"REML needs more observations (n={n}) than columns of X (p={p})")
-    L = _cholesky(Sigma, n)
-    Xw = sla.solve_triangular(L, X, lower=True)
-    yw = sla.solve_triangular(L, y, lower=True)
+    L, yw, Xw = _whitened(y, X, Sigma)
     Q, R = np.linalg.qr(Xw)                    # X' Sigma^{-1} X = R'R
     beta = sla.solve_triangular(R, Q.T @ yw)
     w = yw - Xw @ beta

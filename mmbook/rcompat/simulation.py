@@ -42,8 +42,33 @@ def _frame(x, y, clus, nclus):
     return pd.DataFrame({"x": x, "y": y, "clus": pd.Categorical.from_codes(clus, levels)})
 
 
+def _draws(seed, n, sigma, draw_gamma):
+    """The document's draws after ``set.seed(seed)``, in its order: ``gamma = draw_gamma(rng)``, then
+    ``e ~ N(0, sigma^2)`` and ``x ~ N(0, 1)`` (length ``n`` each); also ``X = [1, x]``."""
+    rng = RRandom(seed)
+    gamma = draw_gamma(rng)
+    e = rng.rnorm(n, mean=0.0, sd=sigma)
+    x = rng.rnorm(n)
+    return gamma, e, x, np.column_stack([np.ones(n), x])
+
+
 @dataclass(frozen=True, eq=False)
-class RandomInterceptsSim:
+class _Simulated:
+    """The fields both simulations return (documented on each)."""
+
+    data: pd.DataFrame
+    x: np.ndarray
+    e: np.ndarray
+    gamma: np.ndarray
+    clus: np.ndarray
+    X: np.ndarray
+    Z: sp.csr_array
+    beta: np.ndarray
+    sigma: float
+
+
+@dataclass(frozen=True, eq=False)
+class RandomInterceptsSim(_Simulated):
     """Data simulated from the random-intercepts model (see :func:`simulate_random_intercepts`).
 
     Attributes
@@ -66,15 +91,6 @@ class RandomInterceptsSim:
         Residual and random-intercept standard deviations.
     """
 
-    data: pd.DataFrame
-    x: np.ndarray
-    e: np.ndarray
-    gamma: np.ndarray
-    clus: np.ndarray
-    X: np.ndarray
-    Z: sp.csr_array
-    beta: np.ndarray
-    sigma: float
     tau: float
 
     @property
@@ -118,19 +134,15 @@ def simulate_random_intercepts(seed=1234, nclus=100, size=10, sigma=1.0, tau=0.5
     """
     clus, beta = _layout(nclus, size), _beta(beta)
     n = clus.size
-    rng = RRandom(seed)
-    gamma = rng.rnorm(nclus, mean=0.0, sd=tau)
-    e = rng.rnorm(n, mean=0.0, sd=sigma)
-    x = rng.rnorm(n)
+    gamma, e, x, X = _draws(seed, n, sigma, lambda rng: rng.rnorm(nclus, mean=0.0, sd=tau))
     y = beta[0] + beta[1] * x + gamma[clus] + e          # R: intercept + b1*x + gamma_[clus] + e
     Z = sp.csr_array((np.ones(n), clus, np.arange(n + 1)), shape=(n, nclus))
     return RandomInterceptsSim(data=_frame(x, y, clus, nclus), x=x, e=e, gamma=gamma,
-                               clus=clus, X=np.column_stack([np.ones(n), x]), Z=Z,
-                               beta=beta, sigma=float(sigma), tau=float(tau))
+                               clus=clus, X=X, Z=Z, beta=beta, sigma=float(sigma), tau=float(tau))
 
 
 @dataclass(frozen=True, eq=False)
-class RandomSlopesSim:
+class RandomSlopesSim(_Simulated):
     """Data simulated from the random intercepts and slopes model.
 
     See :func:`simulate_random_slopes`.
@@ -158,15 +170,6 @@ class RandomSlopesSim:
         Random-effects covariance, 2 x 2.
     """
 
-    data: pd.DataFrame
-    x: np.ndarray
-    e: np.ndarray
-    gamma: np.ndarray
-    clus: np.ndarray
-    X: np.ndarray
-    Z: sp.csr_array
-    beta: np.ndarray
-    sigma: float
     psi: np.ndarray
 
     @property
@@ -289,13 +292,13 @@ def simulate_random_slopes(seed=1234, nclus=100, size=10, sigma=1.0,
     if psi.shape != (2, 2):
         raise ValueError(f"psi must be a 2 x 2 covariance matrix, got shape {psi.shape}")
     n = clus.size
-    rng = RRandom(seed)
-    gamma = rng.mvrnorm(nclus, mu=[0.0, 0.0], Sigma=psi, empirical=empirical).reshape(nclus, 2)
-    e = rng.rnorm(n, mean=0.0, sd=sigma)
-    x = rng.rnorm(n)
+
+    def draw_gamma(rng):
+        return rng.mvrnorm(nclus, mu=[0.0, 0.0], Sigma=psi, empirical=empirical).reshape(nclus, 2)
+
+    gamma, e, x, X = _draws(seed, n, sigma, draw_gamma)
     # R: intercept + gamma_[clus, 1] + (b1 + gamma_[clus, 2]) * x + e
     y = beta[0] + gamma[clus, 0] + (beta[1] + gamma[clus, 1]) * x + e
-    X = np.column_stack([np.ones(n), x])
     cols = (2 * clus)[:, None] + np.arange(2)
     Z = sp.csr_array((X.ravel(), cols.ravel(), np.arange(0, 2 * n + 1, 2)), shape=(n, 2 * nclus))
     return RandomSlopesSim(data=_frame(x, y, clus, nclus), x=x, e=e, gamma=gamma, clus=clus,
