@@ -95,14 +95,16 @@ class SparseSchur:
         Operation counts the decision compared.
     """
 
-    def __init__(self, Qr, arr_rows, arr_cols, arr_vals, gram):
+    def __init__(self, Qr, arr_rows, arr_cols, arr_vals, gram, arr_on_gram: bool = False):
         M, g_indices, g_indptr = gram
         n = Qr
         # union of the two lower-triangular patterns and the diagonal, in CSC order (column, then row)
         key_arr = np.asarray(arr_cols, dtype=np.int64) * n + arr_rows
         diag_key = np.arange(n, dtype=np.int64) * (n + 1)
         keys, pos_g = _csc_keys(g_indices, g_indptr, n)
-        pos_arr, pos_diag = _positions(keys, key_arr), _positions(keys, diag_key)
+        # arr_on_gram: Z_r'Z_r given at the gram pattern's entries, in its CSR order
+        pos_arr = pos_g if arr_on_gram else _positions(keys, key_arr)
+        pos_diag = _positions(keys, diag_key)
         if pos_arr is None or pos_diag is None:  # Z_r'Z_r or the diagonal reach outside the gram pattern
             g_rows = np.repeat(np.arange(n), np.diff(g_indptr))
             key_g = np.asarray(g_indices, dtype=np.int64) * n + g_rows
@@ -309,9 +311,20 @@ def sparse_schur(Qr, Arr, gram, lam, k, extra_cols):
         rows, cols, vals = low.row, low.col, low.data
     else:
         Arr = np.asarray(Arr)
-        rows, cols = np.nonzero(Arr)
-        low = rows >= cols
-        rows, cols = rows[low], cols[low]
+        # Z_r'Z_r lies on the gram pattern when the later terms meet in rows that a level of the
+        # first term holds (always, for scalar terms): read it there; else find its non-zeros
+        M, g_indices, g_indptr = gram
+        rows = np.repeat(np.arange(Qr), np.diff(g_indptr))
+        cols = np.asarray(g_indices)
         vals = Arr[rows, cols]
+        nz = np.count_nonzero(vals)
+        on_gram = 2 * nz - np.count_nonzero(vals[rows == cols]) == np.count_nonzero(Arr)
+        if not on_gram:
+            rows, cols = np.nonzero(Arr)
+            low = rows >= cols
+            rows, cols = rows[low], cols[low]
+            vals = Arr[rows, cols]
+        S = SparseSchur(Qr, rows, cols, vals, gram, arr_on_gram=on_gram)
+        return S if S.analyse(lam, k, extra_cols) else None
     S = SparseSchur(Qr, rows, cols, vals, gram)
     return S if S.analyse(lam, k, extra_cols) else None
