@@ -72,9 +72,11 @@ def unique_keys(key: np.ndarray, size: int, dense_limit: int = 1 << 25):
     present = np.zeros(size, dtype=bool)
     present[key] = True
     uniq = np.flatnonzero(present)
-    pos = np.cumsum(present, dtype=np.int32 if len(uniq) < 2**31 else np.int64)
-    pos -= 1
-    return uniq, pos[key]
+    # the rank of each present key, written only where keys are (the pages of an np.empty array
+    # that are never written cost nothing): no pass over the whole range
+    rank = np.empty(size, dtype=np.int32 if len(uniq) < 2**31 else np.int64)
+    rank[uniq] = np.arange(len(uniq), dtype=rank.dtype)
+    return uniq, rank[key]
 
 
 class SparseSchur:
