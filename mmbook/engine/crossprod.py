@@ -121,6 +121,8 @@ class GramPattern:
         key = np.repeat(Ac_rows, counts) * n + Ac_rows[J]  # (row_i, row_j), i >= j, row-major
         uniq, inv = unique_keys(key, n * n)
         del key
+        if nnz < 2**31:  # half the memory (and the traffic of every matrix() call)
+            csc_to_csr = csc_to_csr.astype(np.int32)
         I_csr, J_csr = np.repeat(csc_to_csr, counts), csc_to_csr[J]
         del J
         pair_ptr = np.concatenate([[0], ends])[Ac_indptr]  # M's columns: the pairs of A's column l
