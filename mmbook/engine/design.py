@@ -60,6 +60,9 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
     it not explained by the columns kept before it is larger than ``tol``
     times its norm.
 
+    A design far from collinear is recognised from ``X'X`` alone (:func:`_clearly_full_rank`),
+    without the QR decomposition.
+
     Returns
     -------
     X_kept, names_kept, dropped_names
@@ -113,6 +116,7 @@ def _clearly_full_rank(X: np.ndarray, margin: float = 1e-6) -> bool:
         return bool(np.linalg.eigvalsh(C)[0] > bound)
     except np.linalg.LinAlgError:  # pragma: no cover - eigvalsh of a finite symmetric matrix
         return False
+
 
 def factor_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes and level labels of a grouping factor (R's factor order).

@@ -315,7 +315,7 @@ def sparse_schur(Qr, Arr, gram, lam, k, extra_cols):
         Arr = np.asarray(Arr)
         # Z_r'Z_r lies on the gram pattern when the later terms meet in rows that a level of the
         # first term holds (always, for scalar terms): read it there; else find its non-zeros
-        M, g_indices, g_indptr = gram
+        _, g_indices, g_indptr = gram
         rows = np.repeat(np.arange(Qr), np.diff(g_indptr))
         cols = np.asarray(g_indices)
         vals = Arr[rows, cols]
