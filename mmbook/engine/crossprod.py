@@ -46,7 +46,7 @@ class RestProducts:
         col1 = first.refs.astype(np.int64)[:, None] * q1 + np.arange(q1)[None, :]
         self.val1 = first.z
         key = (self.colr[:, :, None] * self.Q1 + col1[:, None, :]).ravel()
-        uniq, self._ar1_pos = np.unique(key, return_inverse=True)
+        uniq, self._ar1_pos = unique_keys(key, self.Qr * self.Q1)
         rows = uniq // self.Q1
         self._ar1_indices = (uniq % self.Q1).astype(np.int32)
         self._ar1_indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.Qr))]).astype(np.int32)
@@ -84,46 +84,54 @@ class GramPattern:
     non-zeros that meet in a column are found once; for new values of ``A`` the map is a sparse
     matrix ``M`` (one row per entry of the lower triangle) with ``M @ v`` the entries. ``None``
     (from :meth:`build`) when the pattern would have more than ``max_entries`` pairs.
+
+    The pairs are generated column by column of ``A``; with the rows of each column sorted they
+    come, within a column, in increasing order of their entry ``(i, j)``. That order is ``M`` in
+    compressed sparse column form, as it stands: no sort of the pairs. ``M @ v`` then adds each
+    entry's terms in increasing ``l``, exactly as the row-wise (CSR) product does. Where the
+    entries are many (``M @ v`` scattering into a vector larger than ``csc_max_rows`` doubles),
+    ``M`` is handed out in CSR form instead.
     """
 
-    def __init__(self, A: sp.csr_matrix, I, J, csr_to_csc, perm, M_indices, M_indptr, shape, indices, indptr):
-        self._I, self._J, self._csr_to_csc, self._perm = I, J, csr_to_csc, perm
+    def __init__(self, I_csr, J_csr, M_indices, M_indptr, shape, indices, indptr, csr: bool):
+        self._I, self._J = I_csr, J_csr  # the A entries (CSR positions) of M's stored values, in M's order
         self._M_indices, self._M_indptr, self._M_shape = M_indices, M_indptr, shape
+        self._csr = csr
         self.indices, self.indptr = indices, indptr
 
     @classmethod
-    def build(cls, A: sp.csr_matrix, max_entries: int = 20_000_000):
+    def build(cls, A: sp.csr_matrix, max_entries: int = 20_000_000, csc_max_rows: int = 1 << 20):
         A = A.tocsr()
         A.sort_indices()
-        # position of each CSR entry in CSC order
-        # (positions are stored as values + 1: a stored zero could be dropped by a conversion)
-        marker = sp.csr_matrix((np.arange(1, A.nnz + 1, dtype=np.float64), A.indices, A.indptr), shape=A.shape).tocsc()
-        marker.sort_indices()
-        csr_to_csc = marker.data.astype(np.int64) - 1  # CSC entry k is CSR entry csr_to_csc[k]
-        Ac_indptr, Ac_indices = marker.indptr, marker.indices
-        m = A.shape[1]
-        nnz_col = np.diff(Ac_indptr)
-        counts = np.arange(A.nnz) - np.repeat(Ac_indptr[:-1], nnz_col) + 1  # partners j <= i in the column
+        n, m = A.shape
+        nnz = A.nnz
+        # the CSR entries in CSC order (an integer-valued transpose: no stored value can be lost)
+        At = sp.csr_matrix((np.arange(nnz, dtype=np.intp), A.indices, A.indptr), shape=A.shape).tocsc()
+        At.sort_indices()
+        csc_to_csr = At.data  # CSC entry k is CSR entry csc_to_csr[k]
+        Ac_indptr, Ac_rows = At.indptr.astype(np.intp), At.indices.astype(np.intp)
+        col_start = np.repeat(Ac_indptr[:-1], np.diff(Ac_indptr))  # first CSC entry of each entry's column
+        counts = np.arange(nnz, dtype=np.intp) - col_start + 1  # partners j <= i in the column
         total = int(counts.sum())
         if total > max_entries:
             return None
-        I = np.repeat(np.arange(A.nnz), counts)
-        start = np.repeat(np.repeat(Ac_indptr[:-1], nnz_col), counts)
-        offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        J = start + offset
-        rows, cols = Ac_indices[I], Ac_indices[J]
-        col_l = np.repeat(np.repeat(np.arange(m), nnz_col), counts)
-        n = A.shape[0]
-        key = rows.astype(np.int64) * n + cols
+        ends = np.cumsum(counts)
+        # pair t: entry i (CSC position) with an entry j at or above it in the same column
+        J = np.arange(total, dtype=np.intp) - np.repeat(ends - counts - col_start, counts)
+        key = np.repeat(Ac_rows, counts) * n + Ac_rows[J]  # (row_i, row_j), i >= j, row-major
         uniq, inv = unique_keys(key, n * n)
-        M = sp.csr_matrix((np.arange(1, total + 1, dtype=np.float64), (inv, col_l)), shape=(len(uniq), m))
-        perm = M.data.astype(np.int64) - 1  # M's k-th stored value is pair perm[k]
-        urow, ucol = uniq // n, uniq % n
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(urow, minlength=n))])
-        return cls(A, I, J, csr_to_csc, perm, M.indices, M.indptr, M.shape, ucol.astype(np.int32), indptr)
+        del key
+        if nnz < 2**31:  # half the memory (and the traffic of every matrix() call)
+            csc_to_csr = csc_to_csr.astype(np.int32)
+        I_csr, J_csr = np.repeat(csc_to_csr, counts), csc_to_csr[J]
+        del J
+        pair_ptr = np.concatenate([[0], ends])[Ac_indptr]  # M's columns: the pairs of A's column l
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(uniq // n, minlength=n))])
+        return cls(I_csr, J_csr, inv, pair_ptr, (len(uniq), m), (uniq % n).astype(np.int32), indptr,
+                   csr=len(uniq) > csc_max_rows)
 
-    def matrix(self, A_data: np.ndarray) -> sp.csr_matrix:
+    def matrix(self, A_data: np.ndarray):
         """``M`` for the CSR values ``A_data`` of the pattern: ``M @ v`` gives the lower triangle's entries."""
-        c = A_data[self._csr_to_csc]
-        vals = (c[self._I] * c[self._J])[self._perm]
-        return sp.csr_matrix((vals, self._M_indices, self._M_indptr), shape=self._M_shape)
+        vals = A_data[self._I] * A_data[self._J]
+        M = sp.csc_matrix((vals, self._M_indices, self._M_indptr), shape=self._M_shape)
+        return M.tocsr() if self._csr else M

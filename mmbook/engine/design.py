@@ -61,6 +61,9 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
     it not explained by the columns kept before it is larger than ``tol``
     times its norm.
 
+    A design far from collinear is recognised from ``X'X`` alone (:func:`_clearly_full_rank`),
+    without the QR decomposition.
+
     Returns
     -------
     X_kept, names_kept, dropped_names
@@ -68,6 +71,8 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
     n, p = X.shape
     if p == 0:
         return X, names, []
+    if n >= p and _clearly_full_rank(X):
+        return X, list(names), []
     norms = np.linalg.norm(X, axis=0)
     # fast path: one QR; if no diagonal element of R is small, X has full rank
     R = np.linalg.qr(X, mode="r") if n >= p else None
@@ -88,6 +93,30 @@ def drop_rank_deficient(X: np.ndarray, names: list[str], tol: float = 1e-7):
             keep.append(j)
     dropped = [names[j] for j in range(p) if j not in keep]
     return X[:, keep], [names[j] for j in keep], dropped
+
+
+def _clearly_full_rank(X: np.ndarray, margin: float = 1e-6) -> bool:
+    """True when the columns of ``X`` are far from collinear: a screen that costs one ``X'X``.
+
+    With ``C`` the correlation-like matrix ``D^{-1/2} X'X D^{-1/2}`` (``D = diag(X'X)``), every
+    pivot of the QR decomposition satisfies ``|R_jj| / ||x_j|| >= sqrt(lambda_min(C))``. Forming
+    ``X'X`` in floating point perturbs ``C`` by at most about ``n p eps`` in norm, so a computed
+    ``lambda_min(C)`` above ``margin`` (and that bound) puts every pivot above ``sqrt(margin)``
+    times its column's norm, far above the ``1e-7`` of R's rule: the QR decomposition would keep
+    every column. Anything closer (or a zero column) goes to the QR decomposition.
+    """
+    G = X.T @ X
+    d = np.diag(G).copy()
+    if not (np.all(d > 0) and np.all(np.isfinite(G))):
+        return False
+    s = 1.0 / np.sqrt(d)
+    C = G * s[:, None] * s[None, :]
+    n, p = X.shape
+    bound = max(margin, 100.0 * n * p * np.finfo(float).eps)
+    try:
+        return bool(np.linalg.eigvalsh(C)[0] > bound)
+    except np.linalg.LinAlgError:  # pragma: no cover - eigvalsh of a finite symmetric matrix
+        return False
 
 
 def factor_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:

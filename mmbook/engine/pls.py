@@ -485,8 +485,7 @@ class PLS:
         w = np.ones(self.n) if self.sqrtw is None else self.sqrtw ** 2
         used = w > 0
         if self.p:
-            sw = np.sqrt(w)
-            beta = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)[0]
+            beta = self._ols_beta()
             r = y - X @ beta
         else:
             r = y - np.average(y, weights=w)
@@ -497,6 +496,27 @@ class PLS:
                  / np.maximum(np.bincount(self.terms[k].refs, w, minlength=self.terms[k].nlevels), 1e-300)
                  for k in icpt}
         return moment_theta(theta, self.theta_offsets, total, counts, means)
+
+    def _ols_beta(self) -> np.ndarray:
+        """Weighted least squares ``beta`` of ``y`` on ``X``, for the moment start.
+
+        From the normal equations already formed (``Axyxy``: ``X'WX`` and ``X'Wy``) when their
+        Cholesky factor is well conditioned (the conditioned model's columns are); otherwise, and
+        with correlated residuals (``Axyxy`` is whitened), from a least squares solver.
+        """
+        p = self.p
+        if self.residual is None:
+            A = self.Axyxy[:p, :p]
+            try:
+                L = np.linalg.cholesky(A)
+            except np.linalg.LinAlgError:
+                L = None
+            d = np.diagonal(L) ** 2 if L is not None else None
+            if d is not None and np.all(np.isfinite(d)) and d.min() > 1e-10 * np.diagonal(A).max():
+                return sla.cho_solve((L, True), self.Axyxy[:p, p], check_finite=False)
+        w = np.ones(self.n) if self.sqrtw is None else self.sqrtw ** 2
+        sw = np.sqrt(w)
+        return np.linalg.lstsq(self.X * sw[:, None], self.y * sw, rcond=None)[0]
 
     # ------------------------------------------------------------------ Lambda
     def T(self, k: int, theta: np.ndarray) -> np.ndarray:

@@ -72,9 +72,11 @@ def unique_keys(key: np.ndarray, size: int, dense_limit: int = 1 << 25):
     present = np.zeros(size, dtype=bool)
     present[key] = True
     uniq = np.flatnonzero(present)
-    pos = np.cumsum(present, dtype=np.int32 if len(uniq) < 2**31 else np.int64)
-    pos -= 1
-    return uniq, pos[key]
+    # the rank of each present key, written only where keys are (the pages of an np.empty array
+    # that are never written cost nothing): no pass over the whole range
+    rank = np.empty(size, dtype=np.int32 if len(uniq) < 2**31 else np.int64)
+    rank[uniq] = np.arange(len(uniq), dtype=rank.dtype)
+    return uniq, rank[key]
 
 
 class SparseSchur:
@@ -95,28 +97,32 @@ class SparseSchur:
         Operation counts the decision compared.
     """
 
-    def __init__(self, Qr, arr_rows, arr_cols, arr_vals, gram):
+    def __init__(self, Qr, arr_rows, arr_cols, arr_vals, gram, arr_on_gram: bool = False):
         M, g_indices, g_indptr = gram
         n = Qr
-        g_rows = np.repeat(np.arange(n), np.diff(g_indptr))
-        g_cols = np.asarray(g_indices, dtype=np.int64)
-        # union of the two lower-triangular patterns, in CSC order (column, then row)
-        key_arr = arr_cols.astype(np.int64) * n + arr_rows
-        key_g = g_cols * n + g_rows
+        # union of the two lower-triangular patterns and the diagonal, in CSC order (column, then row)
+        key_arr = np.asarray(arr_cols, dtype=np.int64) * n + arr_rows
         diag_key = np.arange(n, dtype=np.int64) * (n + 1)
-        keys, inv = unique_keys(np.concatenate([key_arr, key_g, diag_key]), n * n)
-        n_arr, n_g = len(key_arr), len(key_g)
+        keys, pos_g = _csc_keys(g_indices, g_indptr, n)
+        # arr_on_gram: Z_r'Z_r given at the gram pattern's entries, in its CSR order
+        pos_arr = pos_g if arr_on_gram else _positions(keys, key_arr)
+        pos_diag = _positions(keys, diag_key)
+        if pos_arr is None or pos_diag is None:  # Z_r'Z_r or the diagonal reach outside the gram pattern
+            g_rows = np.repeat(np.arange(n), np.diff(g_indptr))
+            key_g = np.asarray(g_indices, dtype=np.int64) * n + g_rows
+            keys, inv = unique_keys(np.concatenate([key_arr, key_g, diag_key]), n * n)
+            n_arr, n_g = len(key_arr), len(key_g)
+            pos_arr, pos_g, pos_diag = inv[:n_arr], inv[n_arr:n_arr + n_g], inv[n_arr + n_g:]
         self.n = n
         self.rows = (keys % n).astype(np.int64)
         self.cols = (keys // n).astype(np.int64)
-        self.pos_arr = inv[:n_arr]
+        self.pos_arr = pos_arr
         self.arr_vals = np.asarray(arr_vals, dtype=float)
-        self.pos_diag = inv[n_arr + n_g:]
+        self.pos_diag = pos_diag
         self.M = M  # one row per entry of the gram pattern (CSR order); pos_g places them in the union
-        self.pos_g = inv[n_arr:n_arr + n_g]
+        self.pos_g = pos_g
         self.nnz_pattern = len(keys)
-        self._A = cvxopt.spmatrix(cvxopt.matrix(np.zeros(len(keys))), cvxopt.matrix(self.rows),
-                                  cvxopt.matrix(self.cols), (n, n))
+        self._A = _spmatrix_pattern(keys, n)
         colptr = np.asarray(self._A.CCS[0]).ravel()
         rowind = np.asarray(self._A.CCS[1]).ravel()
         expected = np.concatenate([[0], np.cumsum(np.bincount(self.cols, minlength=n))])
@@ -228,6 +234,69 @@ class SparseSchur:
         return float(2.0 * np.log(d).sum()), np.linalg.cholesky(Szz)
 
 
+def _csc_keys(indices, indptr, n):
+    """Keys ``col * n + row`` of a CSR pattern (``indices``, ``indptr``) in CSC order, and the CSC
+    position of every CSR entry (one integer-valued transpose, no sort)."""
+    nnz = len(indices)
+    T = sp.csr_matrix((np.arange(nnz, dtype=np.intp), indices, indptr), shape=(n, n)).tocsc()
+    T.sort_indices()
+    cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(T.indptr))
+    keys = cols * n + T.indices
+    pos = np.empty(nnz, dtype=np.intp)
+    pos[T.data] = np.arange(nnz)
+    return keys, pos
+
+
+def _positions(keys, wanted):
+    """Positions of ``wanted`` in the sorted ``keys``, or None if one is missing."""
+    pos = np.searchsorted(keys, wanted)
+    if np.any(pos >= len(keys)) or not np.array_equal(keys[np.minimum(pos, len(keys) - 1)], wanted):
+        return None
+    return pos
+
+
+def _spmatrix_pattern(keys, n):
+    """A cvxopt ``n x n`` sparse matrix (values 0) with non-zeros at the sorted column-major ``keys``.
+
+    cvxopt's triplet constructor looks for a duplicate of each entry among the entries of its
+    column, which is quadratic in the column's length (12 ms for the Schur complement of
+    InstEval). The entries are therefore loaded as an ``R x (n^2 / R)`` matrix with short
+    columns and reshaped to ``n x n`` (cvxopt's ``size``, which keeps the column-major order).
+    """
+    R = _short_side(n, len(keys))
+    if R is None:
+        return cvxopt.spmatrix(0.0, cvxopt.matrix(keys % n), cvxopt.matrix(keys // n), (n, n))
+    A = cvxopt.spmatrix(0.0, cvxopt.matrix(keys % R), cvxopt.matrix(keys // R), (R, n * n // R))
+    A.size = (n, n)
+    return A
+
+
+def _short_side(n, nnz):
+    """The number of rows ``R`` (a divisor of ``n^2``) of the temporary matrix, or None (keep ``n``).
+
+    Cost model, fitted to cvxopt 1.3's constructor: about ``10 n^2 / R`` for its pass over the
+    columns plus ``nnz^2 R / (2 n^2)`` for the duplicate search within columns. None beyond the
+    32-bit arithmetic of cvxopt's reshape.
+    """
+    nsq = n * n
+    if nsq >= 2**31 - 1 or n < 2:
+        return None
+    f, m, p = {}, n, 2  # prime factors of n (exponents doubled: of n^2)
+    while p * p <= m:
+        while m % p == 0:
+            f[p] = f.get(p, 0) + 2
+            m //= p
+        p += 1
+    if m > 1:
+        f[m] = f.get(m, 0) + 2
+    divisors = [1]
+    for p, e in f.items():
+        divisors = [d * p ** k for d in divisors for k in range(e + 1)]
+    cost = {R: 10.0 * nsq / R + float(nnz) ** 2 * R / (2.0 * nsq) for R in divisors if R <= n}
+    R = min(cost, key=cost.get)
+    return R if R < n else None
+
+
 def sparse_schur(Qr, Arr, gram, lam, k, extra_cols):
     """A :class:`SparseSchur` for the later terms if the sparse factor pays, else None.
 
@@ -235,7 +304,7 @@ def sparse_schur(Qr, Arr, gram, lam, k, extra_cols):
     ----------
     Qr : int
         Number of random effects after the first term.
-    Arr : scipy.sparse matrix (Qr, Qr)
+    Arr : ndarray or scipy.sparse matrix, shape (Qr, Qr)
         ``Z_r' Z_r`` (weighted).
     gram : tuple
         The gram pattern of ``A_r1`` (``(M, indices, indptr)``, see
@@ -248,6 +317,25 @@ def sparse_schur(Qr, Arr, gram, lam, k, extra_cols):
     """
     if _cholmod is None or gram is None or Qr < _MIN_QR:
         return None
-    low = sp.tril(sp.coo_matrix(Arr))
-    S = SparseSchur(Qr, low.row, low.col, low.data, gram)
+    if sp.issparse(Arr):
+        low = sp.tril(sp.coo_matrix(Arr))
+        rows, cols, vals = low.row, low.col, low.data
+    else:
+        Arr = np.asarray(Arr)
+        # Z_r'Z_r lies on the gram pattern when the later terms meet in rows that a level of the
+        # first term holds (always, for scalar terms): read it there; else find its non-zeros
+        _, g_indices, g_indptr = gram
+        rows = np.repeat(np.arange(Qr), np.diff(g_indptr))
+        cols = np.asarray(g_indices)
+        vals = Arr[rows, cols]
+        nz = np.count_nonzero(vals)
+        on_gram = 2 * nz - np.count_nonzero(vals[rows == cols]) == np.count_nonzero(Arr)
+        if not on_gram:
+            rows, cols = np.nonzero(Arr)
+            low = rows >= cols
+            rows, cols = rows[low], cols[low]
+            vals = Arr[rows, cols]
+        S = SparseSchur(Qr, rows, cols, vals, gram, arr_on_gram=on_gram)
+        return S if S.analyse(lam, k, extra_cols) else None
+    S = SparseSchur(Qr, rows, cols, vals, gram)
     return S if S.analyse(lam, k, extra_cols) else None

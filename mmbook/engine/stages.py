@@ -146,8 +146,19 @@ def scale_message(X: np.ndarray, tol: float = 1000.0) -> str | None:
         return None
     # 0/1 columns (dummies) are left out: a cheap look at a few rows, then a full pass on candidates
     look = X[np.linspace(0, n - 1, min(n, 16)).astype(int)]
-    binary = np.array([bool(np.all((look[:, j] == 0) | (look[:, j] == 1)))
-                       and bool(np.all((X[:, j] == 0) | (X[:, j] == 1))) for j in range(X.shape[1])])
+    binary = np.all((look == 0) | (look == 1), axis=0)
+    cand = np.flatnonzero(binary)
+    step = max(8192, (1 << 18) // max(len(cand), 1))  # blocks of rows: a pass over X, small temporaries
+    for start in range(0, n if len(cand) else 0, step):
+        block = X[start:start + step]
+        if len(cand) < X.shape[1]:
+            block = block[:, cand]
+        ok = np.all((block == 0) | (block == 1), axis=0)
+        if not ok.all():
+            binary[cand[~ok]] = False
+            cand = cand[ok]
+            if not len(cand):
+                break
     if binary.all():
         return None
     # R's sd, one column at a time (a temporary of one column, not of all of them)
