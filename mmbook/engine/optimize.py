@@ -147,6 +147,27 @@ def _forward_values(f, x, h):
     return out
 
 
+def _forward_derivs(f, x, h, f0):
+    """Forward-difference gradient and Hessian: ``k(k+3)/2`` evaluations (5 for ``k = 2``).
+
+    ``H_ii`` from ``f(x + 2h e_i)``, ``f(x + h e_i)`` and ``f(x)``; ``H_ij`` from the corner
+    ``f(x + h e_i + h e_j)``; the gradient from ``f(x + h e_i)``, corrected by ``h H_ii / 2``.
+    Errors of order ``h`` (the Hessian) and ``h^2`` (the gradient): rough, for a first Newton step
+    from a start far from the optimum, never for judging convergence.
+    """
+    k = len(x)
+    E = np.eye(k) * h
+    f1 = np.array([f(x + E[i]) for i in range(k)])
+    f2 = np.array([f(x + 2 * E[i]) for i in range(k)])
+    H = np.empty((k, k))
+    for i in range(k):
+        H[i, i] = (f2[i] - 2 * f1[i] + f0) / h ** 2
+        for j in range(i):
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f1[i] - f1[j] + f0) / h ** 2
+    g = (f1 - f0) / h - 0.5 * h * np.diagonal(H)
+    return g, H
+
+
 def _central_gradient(f, x, h):
     """Central-difference gradient with step ``h`` (``2k`` evaluations)."""
     g = np.empty(len(x))
@@ -297,7 +318,7 @@ def _bobyqa(fc, x0, lower, upper, *, maxfun, start):
     return _Run(x, float(fx), ok, 0 if ok else status, msg, fc.n - n0, "bobyqa", start)
 
 
-def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True, fgrad=None):
+def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True, fgrad=None, rough_start=False):
     """Newton steps on the free parameters with a finite-difference Hessian; derivatives at the end.
 
     With an exact gradient (``fgrad``, see :func:`minimize_theta`) the gradient is exact and the
@@ -352,6 +373,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
 
     z = x[idx].copy()
     derivs, H = None, None
+    H_rough = False  # H from forward differences (rough_start): formed again before anything is judged on it
     prev = None  # (z, gradient) of the last round, for BFGS's update of a reused Hessian
     H_at = z
     corr = None  # Richardson's correction of the central gradient: (h, correction, where it was measured)
@@ -376,7 +398,10 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             # The cheapest estimate first, refined only where the step it gives is short. Far from the
             # optimum an error of the gradient of order h (forward differences corrected by the
             # Hessian's diagonal) or h^2 (central differences) moves the step by far less than its size.
-            if fresh:
+            if fresh and rough_start and step_no == 0:
+                g_h, H = _forward_derivs(fsub, z, h, fx)  # (k+1)(k+2)/2 - 1 evaluations instead of 2k^2
+                kind, H_rough = "forward", True
+            elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
                 kind = "central"
             elif newton and step_no < polish_steps:
@@ -395,7 +420,12 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             if long_step:
                 accurate = False
             else:
-                if kind == "forward":  # the other side of the central differences (the + side is memoised)
+                if H_rough or (not fresh and newton and np.max(np.abs(z - H_at)) > 1e-3 * scale):
+                    # near the optimum with a Hessian formed far from it (and only updated since): form it
+                    # here (the differences along the axes are memoised), for Newton's quadratic steps
+                    g_h, H = deriv12(fsub, z, h, fx)
+                    fresh, H_rough = True, False
+                elif kind == "forward":  # the other side of the central differences (the + side is memoised)
                     g_h = _central_gradient(fsub, z, h)
                 if near_corr:
                     # the h^2 term is a smooth function of theta: near where it was measured, it is the one
@@ -476,7 +506,8 @@ def _newton(fc, x0, lower, upper, *, boundary_tol, steps=12):
         return _Run(x0, np.inf, False, -1, "the criterion is not finite at the start", fc.n - n0, "Newton",
                     "start"), None
     with np.errstate(all="ignore"):
-        x, fx, derivs = _polish(fc, x0, f0, lower, upper, boundary_tol=boundary_tol, polish_steps=steps)
+        x, fx, derivs = _polish(fc, x0, f0, lower, upper, boundary_tol=boundary_tol, polish_steps=steps,
+                                rough_start=True)
     ok = bool(derivs is not None and derivs.get("settled") and len(derivs["index"]) == len(x)
               and np.isfinite(fx))
     msg = ("Newton's method converged: the last step was below the criterion's rounding" if ok else
