@@ -665,7 +665,10 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
                                 + (f" (at a higher criterion, {r.fun:.10g})" if r.ok else "") for r in runs[1:]))
     history = [dict(optimizer=r.optimizer, start=r.start, fun=r.fun, nfev=r.nfev, ok=r.ok, message=r.message)
                for r in runs]
-    return OptimizeResult(theta=x, fun=float(fc(x)) if np.isfinite(fx) else np.inf, nfev=fc.n,
+    # the criterion at x itself (L-BFGS-B may answer from an evaluation 1e-12 away); Newton's method
+    # evaluated it there
+    exact = derivs is not None and derivs is newton_derivs
+    return OptimizeResult(theta=x, fun=float(fx if exact else fc(x)) if np.isfinite(fx) else np.inf, nfev=fc.n,
                           converged=converged, messages=messages, optimizer=optimizer,
                           code=0 if converged else last.code, message=last.message, history=history,
                           derivs=derivs)

@@ -122,6 +122,12 @@ class SparseSchur:
         self.M = M  # one row per entry of the gram pattern (CSR order); pos_g places them in the union
         self.pos_g = pos_g
         self.nnz_pattern = len(keys)
+        # per evaluation: S_rr's values are base - M_u k^2, scaled, with M_u = M with its rows at their
+        # places in the union (a column-compressed M: its row indices renamed, the sums unchanged)
+        self._base = np.zeros(self.nnz_pattern)
+        self._base[pos_arr] = self.arr_vals
+        self._M_union = (sp.csc_matrix((M.data, pos_g[M.indices], M.indptr), shape=(self.nnz_pattern, M.shape[1]))
+                         if sp.isspmatrix_csc(M) else None)
         self._A = _spmatrix_pattern(keys, n)
         colptr = np.asarray(self._A.CCS[0]).ravel()
         rowind = np.asarray(self._A.CCS[1]).ravel()
@@ -135,18 +141,25 @@ class SparseSchur:
 
     # ------------------------------------------------------------------ values
     def gram_values(self, k):
-        """Values of ``A_r1 D_k^2 A_r1'`` on its pattern (one sparse mat-vec)."""
-        return self.M @ (k * k)
+        """Values of ``A_r1 D_k^2 A_r1'`` (one sparse mat-vec): on the union pattern, or on the gram
+        pattern where its rows could not be renamed (:meth:`values` places them)."""
+        return (self.M if self._M_union is None else self._M_union) @ (k * k)
 
     def values(self, lam, k, gram_values=None):
         """Values of ``S_rr`` on the pattern, for ``Lambda_r = diag(lam)`` and ``D_k = diag(k)``.
 
         ``gram_values``: :meth:`gram_values` at ``k``, where already computed (``k`` is then not read).
         """
-        v = np.zeros(self.nnz_pattern)
-        v[self.pos_arr] = self.arr_vals
-        v[self.pos_g] -= self.gram_values(k) if gram_values is None else gram_values
-        v *= lam[self.rows] * lam[self.cols]
+        g = self.gram_values(k) if gram_values is None else gram_values
+        if self._M_union is not None:
+            v = self._base - g
+        else:
+            v = self._base.copy()
+            v[self.pos_g] -= g
+        if np.all(lam == lam[0]):  # one later term (or equal scales): one scalar
+            v *= lam[0] * lam[0]
+        else:
+            v *= lam[self.rows] * lam[self.cols]
         v[self.pos_diag] += 1.0
         return v
 
