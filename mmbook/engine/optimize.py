@@ -373,7 +373,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
 
     z = x[idx].copy()
     derivs, H = None, None
-    H_rough = False  # H from forward differences (rough_start): formed again before anything is judged on it
+    H_rough = False  # H from forward differences (rough_start): formed again by central ones if judged far from it
     prev = None  # (z, gradient) of the last round, for BFGS's update of a reused Hessian
     H_at = z
     corr = None  # Richardson's correction of the central gradient: (h, correction, where it was measured)
@@ -404,6 +404,11 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
                 kind = "central"
+            elif rough_start and step_no < polish_steps and np.max(np.abs(z - H_at)) > 1e-3 * scale:
+                # Newton's method, far from where its Hessian was formed: a step from a Hessian 1 % off
+                # leaves 1 % of it to go; forming it again costs k(k+1)/2 evaluations beyond the gradient's
+                g_h, H = _forward_derivs(fsub, z, h, fx)
+                kind, H_rough, fresh = "forward", True, True
             elif newton and step_no < polish_steps:
                 g_h = (_forward_values(fsub, z, h) - fx) / h - 0.5 * h * np.diagonal(H)
                 kind = "forward"
@@ -420,7 +425,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             if long_step:
                 accurate = False
             else:
-                if H_rough or (not fresh and newton and np.max(np.abs(z - H_at)) > 1e-3 * scale):
+                if (H_rough or (not fresh and newton)) and np.max(np.abs(z - H_at)) > 1e-3 * scale:
                     # near the optimum with a Hessian formed far from it (and only updated since): form it
                     # here (the differences along the axes are memoised), for Newton's quadratic steps
                     g_h, H = deriv12(fsub, z, h, fx)
@@ -521,9 +526,10 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
                    newton_max_params=0) -> OptimizeResult:
     """Minimise ``f(theta)`` subject to ``lower <= theta <= upper``.
 
-    The optimizer's best point has any component within ``boundary_tol`` of
-    a bound put on it where the criterion does not rise (:func:`_onto_bounds`:
-    a gradient method stalls just above a zero variance), before the polish.
+    The lowest point found has any component within ``10 boundary_tol`` of a
+    bound put on it where the criterion does not rise beyond its rounding
+    (:func:`_onto_bounds`: a gradient method stalls just above a zero
+    variance), before the polish.
 
     Parameters
     ----------
@@ -623,8 +629,6 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         x2 = _off_boundary(fc, best.x, best.fun, lower, upper, boundary_tol)
         if x2 is not None:
             runs += search(x2, "a point off the boundary")
-        best = min(runs, key=lambda r: (r.fun, not r.ok))
-        best.x, best.fun = _onto_bounds(fc, best.x, best.fun, lower, upper, boundary_tol)
 
     for escape in range(3):
         # the result: the lowest point; converged if a run that ended normally reached it
@@ -634,9 +638,12 @@ def minimize_theta(f, theta0, lower, *, optimizer: str = "L-BFGS-B", maxfun: int
         converged = bool(reached) and np.isfinite(fx)
         last = reached[-1] if reached else final
         derivs = None
+        if np.isfinite(fx):
+            x_on, fx = _onto_bounds(fc, x, fx, lower, upper, boundary_tol)
+            moved, x = not np.array_equal(x_on, x), x_on
         if not (polish and np.isfinite(fx) and len(x) <= polish_max_params):
             break
-        if newton_derivs is not None and final.optimizer == "Newton" and escape == 0:
+        if newton_derivs is not None and final.optimizer == "Newton" and escape == 0 and not moved:
             derivs = newton_derivs  # Newton's method ended where its derivatives were computed
             x3 = _down_the_saddle(fc, x, fx, lower, upper, derivs)
             if x3 is None:
@@ -703,20 +710,24 @@ def _down_the_saddle(fc, x, fx, lower, upper, derivs, tol=1e-6):
 
 
 def _onto_bounds(fc, x, fx, lower, upper, boundary_tol):
-    """``(x, f(x))`` with the components within ``boundary_tol`` of a bound put on it where that is no worse.
+    """``(x, f(x))`` with the components within ``10 boundary_tol`` of a bound put on it where that is no worse.
 
     Near a zero lower bound the criterion depends on the square of the
     parameter, so its gradient vanishes there and a gradient method can stop
     at ``1e-5`` above a bound that is the optimum, ``1e-7`` above its
     criterion. Each such component is tried exactly on the bound (one
-    evaluation each) and kept there if the criterion does not rise.
+    evaluation each) and kept there if the criterion does not rise by more
+    than its rounding noise.
     """
-    near = np.flatnonzero(((x - lower > 0) & (x - lower < boundary_tol)) | ((upper - x > 0) & (upper - x < boundary_tol)))
+    reach = 10.0 * boundary_tol
+    near = np.flatnonzero(((x - lower > 0) & (x - lower < reach)) | ((upper - x > 0) & (upper - x < reach)))
     for i in near:
         trial = x.copy()
-        trial[i] = lower[i] if x[i] - lower[i] < boundary_tol else upper[i]
+        trial[i] = lower[i] if x[i] - lower[i] < reach else upper[i]
         ft = fc(trial)
-        if ft <= fx:
+        # on the bound the criterion is flat to second order: a difference within its rounding noise
+        # is none, and the bound (a variance exactly 0, as lme4 reports it) is kept
+        if ft <= fx + 10.0 * np.finfo(float).eps * max(1.0, abs(fx)):
             x, fx = trial, ft
     return x, fx
 

@@ -831,12 +831,14 @@ class FirstTermProducts:
     levels: most of an evaluation's cost on crossed designs) and
     ``A_r1 D_k W_1``; both change only with the first term's ``theta``.
     Finite differences and a finite-difference Hessian evaluate the criterion
-    at many points that share it, so the last ``max_entries`` results are
-    kept, within ``max_bytes``. A fresh instance is made whenever the
+    at many points that share it (a Hessian and Richardson's extrapolation
+    visit five values of it), so the last ``max_entries`` results are kept,
+    within ``max_bytes`` (8 and 64 MiB: sixteen products of a 500-level
+    Schur complement, one of 2,800 levels). A fresh instance is made whenever the
     cross-products change (:meth:`PLS.reweight`), so nothing stale is reused.
     """
 
-    def __init__(self, max_entries: int = 4, max_bytes: int = 256 * 2 ** 20):
+    def __init__(self, max_entries: int = 8, max_bytes: int = 64 * 2 ** 20):
         self.max_entries, self.max_bytes = max_entries, max_bytes
         self._items: list = []  # (key, value, nbytes), most recent last
 
