@@ -8,8 +8,8 @@ re-runs the benchmark).
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -99,8 +99,12 @@ def dask_fit_line(path):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    path = Path(argv[0]) if argv else DEFAULT
+    p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
+    p.add_argument("path", nargs="?", default=str(DEFAULT),
+                   help="a results file written by python -m bench.run (default bench/results/latest.json)")
+    path = Path(p.parse_args(argv).path)
+    if not path.is_file():
+        p.error(f"{path} does not exist: run `make bench` (or python -m bench.run) first, or give the file's path")
     d = json.loads(path.read_text())
     loads = [v for c in d["cases"].values() for v in (c["loadavg_before"], c["loadavg_after"])]
     print("## results table\n")
