@@ -621,8 +621,11 @@ class PLS:
         S = np.empty((Qr + r, Qr + r))
         S_rr = S[:Qr, :Qr]
         np.subtract(self.Arr, G, out=S_rr)
-        S_rr *= lam[:, None]
-        S_rr *= lam[None, :]
+        if np.all(lam == lam[0]):  # one later term (or equal scales): one scalar, one pass
+            S_rr *= lam[0] * lam[0]
+        else:
+            S_rr *= lam[:, None]
+            S_rr *= lam[None, :]
         S_rr[np.diag_indices(Qr)] += 1.0
         S[Qr:, :Qr] = (lam[:, None] * (self.Arxy - LW)).T
         S[:Qr, Qr:] = 0.0  # upper triangle: not read
