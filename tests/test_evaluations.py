@@ -90,16 +90,15 @@ def test_newton_from_the_moment_start_reaches_lbfgsb_optimum(name, formula, data
     np.testing.assert_allclose(newton.theta, lbfgsb.theta, rtol=1e-5, atol=1e-6)
     runs = {h["optimizer"]: h for h in newton.history}
     # g and h of crossed_data have no variance of their own (y = 1 + x + noise): g's optimum is on
-    # the bound; sampled_crossed's moment start is far from its optimum (the Hessian there is not
-    # positive definite); dense_crossed's is close
+    # the bound; the other two have their optimum inside, near the moment start
     assert bool(np.any(lbfgsb.theta < 1e-4)) == (name == "gram")
-    if name == "dense":  # it settled, and nothing else ran
+    if name != "gram":  # it settled, and nothing else ran
         assert [h["optimizer"] for h in newton.history] == ["Newton"] and runs["Newton"]["ok"]
         # the derivatives reported for lme4's checkConv belong to the returned point
         assert np.array_equal(newton.derivs["x"], newton.theta)
         assert np.max(np.abs(newton.derivs["gradient"])) < 1e-4
         assert newton.nfev <= lbfgsb.nfev
-    else:  # Newton's method could not settle: L-BFGS-B took over from its last point
+    else:  # Newton's method cannot settle on a bound: L-BFGS-B took over from its last point
         assert not runs["Newton"]["ok"] and runs["L-BFGS-B"]["ok"]
         assert runs["L-BFGS-B"]["start"] == "the last point of Newton's method"
 
@@ -139,3 +138,46 @@ def test_onto_bounds_keeps_only_what_does_not_raise_the_criterion():
     assert len(calls) == 2  # one trial per component near a bound
     assert x2[1] == 0.0 and x2[2] == 5e-5 and x2[0] == 1.0
     assert f2 == f(x2) < fx
+
+
+def test_moment_start_with_cross_terms_is_nearer_the_optimum():
+    # the level means of one crossed term carry the other's effects (mmbook.engine.pls.moment_theta's
+    # c_kj): with them the start is nearer the REML optimum than the sweeps without them, over
+    # random crossed designs (balanced and very unbalanced). On 60 such designs the median largest
+    # relative distance was 4 % against 8 %; here 16 of them, fixed by the seed.
+    rng = np.random.default_rng(5)
+    new, old = [], []
+    while len(new) < 16:
+        n, na, nb = int(rng.integers(300, 6000)), int(rng.integers(10, 300)), int(rng.integers(5, 100))
+        a, b = rng.integers(0, na, n), rng.integers(0, nb, n)
+        if rng.random() < 0.5:
+            a = np.minimum((rng.pareto(1.5, n) * na / 5).astype(int), na - 1)
+        y = rng.normal(0, rng.uniform(0.2, 2), na)[a] + rng.normal(0, rng.uniform(0.2, 2), nb)[b] + rng.standard_normal(n)
+        df = pd.DataFrame({"y": y, "x": rng.standard_normal(n), "a": a.astype(str),
+                           "b": ("b" + pd.Series(b).astype(str)).to_numpy()})
+        fit = mmbook.lmer("y ~ x + (1 | a) + (1 | b)", df)
+        if np.any(fit.theta < 1e-3):
+            continue
+        pls = PLS(model_frame("y ~ x + (1 | a) + (1 | b)", df))
+        assert pls.moment_cross([0, 1]) is not None
+        new.append(np.max(np.abs(np.log(pls.moment_start() / fit.theta))))
+        pls.moment_cross = lambda icpt: None  # the sweeps alone
+        old.append(np.max(np.abs(np.log(pls.moment_start() / fit.theta))))
+    assert np.median(new) < 0.75 * np.median(old)
+    assert np.median(new) < 0.1
+
+
+def test_moment_cross_is_the_share_of_the_other_terms_variance():
+    # c_kj by hand from the pair counts of a small crossed design
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 6, 90), rng.integers(0, 4, 90)
+    df = pd.DataFrame({"y": rng.standard_normal(90), "a": a.astype(str), "b": ("b" + pd.Series(b).astype(str)).to_numpy()})
+    mf = model_frame("y ~ 1 + (1 | a) + (1 | b)", df)
+    pls = PLS(mf)
+    cross = pls.moment_cross([0, 1])
+    ra, rb = mf.terms[0].refs, mf.terms[1].refs
+    counts = np.zeros((6, 4))
+    np.add.at(counts, (ra, rb), 1.0)
+    N = counts.sum()
+    assert cross[0, 1] == pytest.approx(np.sum(counts ** 2 / counts.sum(1, keepdims=True)) / N, rel=1e-12)
+    assert cross[1, 0] == pytest.approx(np.sum(counts.T ** 2 / counts.T.sum(1, keepdims=True)) / N, rel=1e-12)

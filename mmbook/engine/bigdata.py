@@ -492,7 +492,7 @@ class SummedPLS(PLS):
         total_sum = sums[icpt[0]].sum()
         total = rr / n - (total_sum / n) ** 2
         means = {k: sums[k] / counts[k] for k in icpt}
-        return moment_theta(theta, self.theta_offsets, total, counts, means)
+        return moment_theta(theta, self.theta_offsets, total, counts, means, self.moment_cross(icpt), self.p)
 
 
 def _predict_partition(part: pd.DataFrame, plan: _Plan, beta, b, terms_use, allow_new_levels, what):

@@ -404,11 +404,6 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
                 kind = "central"
-            elif rough_start and step_no < polish_steps and np.max(np.abs(z - H_at)) > 1e-3 * scale:
-                # Newton's method, far from where its Hessian was formed: a step from a Hessian 1 % off
-                # leaves 1 % of it to go; forming it again costs k(k+1)/2 evaluations beyond the gradient's
-                g_h, H = _forward_derivs(fsub, z, h, fx)
-                kind, H_rough, fresh = "forward", True, True
             elif newton and step_no < polish_steps:
                 g_h = (_forward_values(fsub, z, h) - fx) / h - 0.5 * h * np.diagonal(H)
                 kind = "forward"
@@ -422,6 +417,13 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                                      and np.max(np.abs(np.linalg.solve(H, g))) > 1e-4 * scale)
                 except np.linalg.LinAlgError:
                     long_step = False
+            if long_step and rough_start and np.max(np.abs(z - H_at)) > 1e-3 * scale:
+                # Newton's method with a long step to take, far from where its Hessian was formed: a step
+                # from a Hessian 1 % off leaves 1 % of it to go; forming it again here costs k(k+1)/2
+                # evaluations beyond the gradient's (whose are memoised)
+                g_h, H = _forward_derivs(fsub, z, h, fx)
+                g = g_h + (corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0)
+                H_rough, fresh, H_at = True, True, z.copy()
             if long_step:
                 accurate = False
             else:
