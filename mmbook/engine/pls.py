@@ -459,9 +459,12 @@ class PLS:
         cheap estimate does better: with ``r`` the OLS residuals, the variance
         of the group means of ``r`` is about ``tau_k^2 + sigma^2 / n_k``, and
         ``var(r)`` about ``sum_k tau_k^2 + sigma^2``; a few sweeps of these
-        two relations give ``theta_k = tau_k / sigma``. Other terms keep
-        lme4's start. The optimum found is the same; on crossed designs it is
-        reached in about half the evaluations.
+        two relations give ``theta_k = tau_k / sigma``. With several
+        intercept terms the level means of each also carry the others'
+        effects, in shares read off the pair counts (:meth:`moment_cross`),
+        and the relations are solved together (:func:`moment_theta`). Other
+        terms keep lme4's start. The optimum found is the same; on crossed
+        designs it is reached in about half the evaluations.
 
         With correlated residuals the correlation parameter starts at the
         best of a few values (the criterion at each, with the start of
