@@ -379,7 +379,8 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     corr = None  # Richardson's correction of the central gradient: (h, correction, where it was measured)
     noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
-        h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
+        scale = max(1.0, float(np.max(np.abs(z))))
+        h = 1e-4 * scale
         if np.any(z - h < lower[idx]) or np.any(z + h > upper[idx]):
             break
         fresh = H is None
@@ -392,14 +393,15 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             else:
                 g = None
         accurate = True  # g from central differences (or exact) with the h^2 term removed
-        scale = max(1.0, float(np.max(np.abs(z))))
         near_corr = corr is not None and np.max(np.abs(z - corr[2])) <= 1e-2 * scale
+        # Richardson's correction measured nearby, scaled to this h (0 where there is none)
+        h2_term = corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0
         if g is None:
             # The cheapest estimate first, refined only where the step it gives is short. Far from the
             # optimum an error of the gradient of order h (forward differences corrected by the
             # Hessian's diagonal) or h^2 (central differences) moves the step by far less than its size.
             if fresh and rough_start and step_no == 0:
-                g_h, H = _forward_derivs(fsub, z, h, fx)  # (k+1)(k+2)/2 - 1 evaluations instead of 2k^2
+                g_h, H = _forward_derivs(fsub, z, h, fx)  # k(k+3)/2 evaluations instead of 2k^2
                 kind, H_rough = "forward", True
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
@@ -409,7 +411,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 kind = "forward"
             else:
                 g_h, kind = _central_gradient(fsub, z, h), "central"
-            g = g_h + (corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0)
+            g = g_h + h2_term
             long_step = False
             if newton and step_no < polish_steps and np.all(np.isfinite(g)):
                 try:  # (a Hessian that is not positive definite ends the steps: judged on the refined g)
@@ -422,7 +424,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 # from a Hessian 1 % off leaves 1 % of it to go; forming it again here costs k(k+1)/2
                 # evaluations beyond the gradient's (whose are memoised)
                 g_h, H = _forward_derivs(fsub, z, h, fx)
-                g = g_h + (corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0)
+                g = g_h + h2_term
                 H_rough, fresh, H_at = True, True, z.copy()
             if long_step:
                 accurate = False
@@ -437,7 +439,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 if near_corr:
                     # the h^2 term is a smooth function of theta: near where it was measured, it is the one
                     # measured, scaled to this h (the central differences alone, corrected by it)
-                    g = g_h + corr[1] * (h / corr[0]) ** 2
+                    g = g_h + h2_term
                 else:
                     # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4
                     # it is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
@@ -446,7 +448,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
         if fresh:
             H_at = z.copy()
         elif prev is not None and np.all(np.isfinite(g)) and (
-                (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * max(1.0, float(np.max(np.abs(z))))):
+                (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * scale):
             # BFGS's update of the reused Hessian with the change of the gradient along the last step:
             # superlinear convergence from a start where the first Hessian was far from the optimum's
             # (a forward estimate's error would swamp the change along a short step: not used then)
@@ -464,11 +466,10 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        if (np.max(np.abs(step)) <= 1e-10 * max(1.0, float(np.max(np.abs(z))))
-                or 0.5 * float(g @ step) <= noise):
+        if np.max(np.abs(step)) <= 1e-10 * scale or 0.5 * float(g @ step) <= noise:
             # nothing left that the criterion can confirm: the derivatives describe this point, a
             # minimum (positive definite Hessian, Newton decrement below the criterion's rounding)
-            if np.max(np.abs(z - H_at)) > 1e-3 * max(1.0, float(np.max(np.abs(z)))) and step_no < polish_steps:
+            if np.max(np.abs(z - H_at)) > 1e-3 * scale and step_no < polish_steps:
                 H = None  # the Hessian was formed (and updated) elsewhere: form it here, then judge again
                 continue
             derivs["settled"] = True
