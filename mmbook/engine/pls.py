@@ -40,6 +40,7 @@ blocks merged).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -381,6 +382,7 @@ class PLS:
         self.Axyxy = XY.T @ XY
         self._gram = None
         self._first_products = FirstTermProducts()
+        self._scaled_Ar1 = None
         self._sparse, self._sparse_checked = None, False  # decided at the first evaluation
 
         # first term: block diagonal, one sum per level and pair of columns
@@ -437,6 +439,7 @@ class PLS:
         self.Axyxy, self.A11, self.A1xy = cp.Axyxy, cp.A11, cp.A1xy
         self._gram = None
         self._first_products = FirstTermProducts()
+        self._scaled_Ar1 = None
         if self.rest:
             Ar1 = cp.Ar1.tocsr()
             self._rest_dense = Ar1.nnz > 0.15 * Ar1.shape[0] * Ar1.shape[1]
@@ -523,17 +526,16 @@ class PLS:
             return self.Arr[rows, starts[j - 1]:starts[j]]
 
         cross = {}
-        for k in icpt:
-            for j in icpt:
-                if j == k:
-                    continue
-                B = block(k, j)
-                sq = B.multiply(B) if sp.issparse(B) else B * B
-                n_l = np.asarray(B.sum(axis=1)).ravel()
+        for i, j in itertools.combinations(sorted(icpt), 2):
+            B = block(j, i)  # the levels of j by those of i (i < j: a row block of Ar1 or Arr)
+            sq = B.multiply(B) if sp.issparse(B) else B * B  # one square serves both directions
+            for k, axis in ((j, 1), (i, 0)):  # the counts of k's levels are B's sums along the other axis
+                n_l = np.asarray(B.sum(axis=axis)).ravel()
                 N = float(n_l.sum())
                 if not N > 0:
                     return None
-                cross[k, j] = float(np.sum(np.asarray(sq.sum(axis=1)).ravel() / np.maximum(n_l, 1e-300))) / N
+                cross[k, j if k == i else i] = float(
+                    np.sum(np.asarray(sq.sum(axis=axis)).ravel() / np.maximum(n_l, 1e-300))) / N
         return cross
 
     def _ols_beta(self) -> np.ndarray:
@@ -645,7 +647,17 @@ class PLS:
         hit = self._first_products.get(key)
         if hit is None:
             if self._rest_dense:
-                G = sla.blas.dsyrk(1.0, (self.Ar1 * k[None, :]).T, trans=1, lower=1)
+                # one SYRK of B = [Ar1 diag(k); W1] gives both products: B B' holds G in its leading block
+                # and (Ar1 diag(k) W1')' below it. B is kept between evaluations (a fresh array of this
+                # size would cost its page faults at every new value of the first term's parameter)
+                Qr = self.Qr
+                if self._scaled_Ar1 is None:
+                    self._scaled_Ar1 = np.empty((Qr + self.p + 1, self.m1))
+                B = self._scaled_Ar1
+                np.multiply(self.Ar1, k[None, :], out=B[:Qr])
+                B[Qr:] = W1[0]
+                BBt = sla.blas.dsyrk(1.0, B.T, trans=1, lower=1)
+                hit = self._first_products.put(key, (BBt[:Qr, :Qr], BBt[Qr:, :Qr].T), BBt.nbytes)
             elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
                 M, indices, indptr = self._gram
                 G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
@@ -653,8 +665,9 @@ class PLS:
                 Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
                                     self.Ar1.indptr), shape=self.Ar1.shape)
                 G = (Ak @ Ak.T).toarray()
-            LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
-            hit = self._first_products.put(key, (G, LW), G.nbytes + LW.nbytes)
+            if hit is None:
+                LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
+                hit = self._first_products.put(key, (G, LW), G.nbytes + LW.nbytes)
         G, LW = hit
         Qr, r = self.Qr, self.p + 1
         S = np.empty((Qr + r, Qr + r))
