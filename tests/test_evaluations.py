@@ -181,3 +181,94 @@ def test_moment_cross_is_the_share_of_the_other_terms_variance():
     N = counts.sum()
     assert cross[0, 1] == pytest.approx(np.sum(counts ** 2 / counts.sum(1, keepdims=True)) / N, rel=1e-12)
     assert cross[1, 0] == pytest.approx(np.sum(counts.T ** 2 / counts.T.sum(1, keepdims=True)) / N, rel=1e-12)
+
+
+# --- the polish's derivatives: third derivatives from the points it has (mmbook.engine.optimize) ---
+
+def _cubic(x):
+    """f_000 = 6, f_001 = 4, f_011 = -6, f_111 = 3 everywhere (a cubic: finite differences are exact)."""
+    x0, x1 = x
+    return x0 ** 3 + 2 * x0 ** 2 * x1 - 3 * x0 * x1 ** 2 + 0.5 * x1 ** 3 + x0 * x1 + 4 * x0 ** 2
+
+
+def _memoised(f):
+    seen = {}
+
+    def fm(z):
+        key = np.asarray(z, dtype=float).tobytes()
+        if key not in seen:
+            seen[key] = f(z)
+        return seen[key]
+    return fm, lambda z: seen.get(np.asarray(z, dtype=float).tobytes()), seen
+
+
+def test_mixed_third_derivatives_from_the_hessians_grid():
+    from mmbook.engine.optimize import _mixed_third, deriv12
+    f, known, seen = _memoised(_cubic)
+    x, h = np.array([0.7, -0.4]), 1e-3
+    deriv12(f, x, h, f(x))
+    n = len(seen)
+    T = _mixed_third(known, x, h)  # from deriv12's 3 x 3 grid only: no evaluation of its own
+    np.testing.assert_allclose([T[0, 1], T[1, 0]], [4.0, -6.0], rtol=1e-5)
+    assert np.all(np.isnan(np.diagonal(T)))
+    assert len(seen) == n
+    # a grid that was not evaluated gives NaN, not a guess
+    assert np.all(np.isnan(_mixed_third(known, x + 0.1, h)))
+
+
+def test_third_derivative_bound_from_the_change_of_the_hessians_diagonal():
+    from mmbook.engine.optimize import _forward_derivs, _mixed_third, _third_along_path, deriv12
+    f, known, _ = _memoised(_cubic)
+    x0, h = np.array([0.7, -0.4]), 1e-4
+    _, H0 = _forward_derivs(f, x0, h, f(x0))
+    z = x0 + np.array([-2e-3, 1.5e-3])
+    _, H = deriv12(f, z, h, f(z))
+    T = _mixed_third(known, z, h)
+    bound = _third_along_path((x0, h, np.diagonal(H0).copy()), z, h, H, T, f(z), 1.0)
+    # three times |f_iii| plus the rounding noise of the differences: never below |f_iii|
+    assert np.all(bound >= [6.0, 3.0])
+    assert np.all(bound <= 3 * np.array([6.0, 3.0]) + 0.1)
+    # a path longer than 1 % of the scale (fourth derivatives would count), or a missing grid: no bound
+    far = x0 + np.array([0.05, 0.0])
+    _, Hf = deriv12(f, far, h, f(far))
+    assert _third_along_path((x0, h, np.diagonal(H0).copy()), far, h, Hf, _mixed_third(known, far, h), f(far), 1.0) is None
+    assert _third_along_path(None, z, h, H, T, f(z), 1.0) is None
+
+
+def test_forward_differences_suffice_only_near_where_the_hessian_was_formed():
+    from mmbook.engine.optimize import _forward_suffices
+    H = np.array([[7500.0, -25.0], [-25.0, 3200.0]])
+    T = np.array([[-3.6e4, 30.0], [170.0, -2.0e4]])
+    at, h, noise = np.array([1.0, 0.8]), 1e-4, 1e-9
+    curv = (at, h, T)
+    assert _forward_suffices(curv, H, at, at + 1e-5, h, 5e5, noise)
+    assert not _forward_suffices(curv, H, at, at + 1e-2, h, 5e5, noise)  # far: H_ii has changed
+    assert not _forward_suffices(curv, None, at, at + 1e-5, h, 5e5, noise)  # H updated since
+    assert not _forward_suffices(curv, H, at + 1e-5, at + 1e-5, h, 5e5, noise)  # formed elsewhere
+    assert not _forward_suffices(curv, H, at, at + 1e-5, 3 * h, 5e5, noise)  # another step
+
+
+def test_newton_on_crossed_intercepts_forms_few_first_term_products():
+    # every new value of the first term's parameter costs the product A_r1 D A_r1' (FirstTermProducts).
+    # From the moment start (2.8 % off) Newton's method needs 11 here: the start and two forward
+    # differences, the same after the first (long) step, the second step's point and its central
+    # differences (its third derivatives bounded from the Hessians' change, not measured), the last
+    # point and one forward difference. When every refined gradient measured Richardson's correction
+    # and the Hessian stayed the forward-difference one, it needed 14. The optimum is L-BFGS-B's, whose polish measures every derivative.
+    mf = model_frame("y ~ x + (1 | a) + (1 | b)", dense_crossed())
+    pls = ConditionedPLS(mf, REML=True)
+    products = []
+    put = FirstTermProducts.put
+
+    def counted(self, key, value, nbytes):
+        products.append(key)
+        return put(self, key, value, nbytes)
+    FirstTermProducts.put = counted
+    try:
+        newton = minimize_theta(pls.objective_par, pls.start_par(), pls.lower, newton_max_params=2)
+    finally:
+        FirstTermProducts.put = put
+    lbfgsb = minimize_theta(pls.objective_par, pls.start_par(), pls.lower, newton_max_params=0)
+    assert [h["optimizer"] for h in newton.history] == ["Newton"] and newton.converged
+    assert len(products) == len(set(products)) <= 11
+    assert newton.fun <= lbfgsb.fun + 1e-10 * abs(lbfgsb.fun)

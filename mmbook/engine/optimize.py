@@ -199,6 +199,27 @@ def deriv12(f, x, h, f0):
     return g, H
 
 
+def _mixed_third(known, x, h):
+    r"""``T[i, j]``, the derivative of ``H_ii`` along axis ``j != i``, from the 3 x 3 grid that
+    :func:`deriv12` evaluated in the plane of axes ``i`` and ``j`` (``known(point)``: a memoised value
+    or None); NaN where a point is missing, and on the diagonal.
+    """
+    k = len(x)
+    E = np.eye(k) * h
+    T = np.full((k, k), np.nan)
+    for i in range(k):
+        for j in range(k):
+            if i == j:
+                continue
+            side = []
+            for s in (1.0, -1.0):
+                v = [known(x + E[i] + s * E[j]), known(x + s * E[j]), known(x - E[i] + s * E[j])]
+                side.append(None if any(a is None for a in v) else (v[0] - 2 * v[1] + v[2]) / h ** 2)
+            if side[0] is not None and side[1] is not None:
+                T[i, j] = (side[0] - side[1]) / (2 * h)
+    return T
+
+
 def _lbfgsb(fc, x0, lower, upper, *, grad_step, central, ftol, gtol, maxfun, start, fgrad=None):
     """One L-BFGS-B run, with an exact gradient (``fgrad``) where there is one, else finite differences."""
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
@@ -318,6 +339,76 @@ def _bobyqa(fc, x0, lower, upper, *, maxfun, start):
     return _Run(x, float(fx), ok, 0 if ok else status, msg, fc.n - n0, "bobyqa", start)
 
 
+def _forward_suffices(curv, H, H_at, z, h, fx, noise) -> bool:
+    r"""Whether the forward-difference gradient at ``z`` serves as well as the central one.
+
+    Corrected by ``h H_ii / 2`` and by the ``h^2`` term, the forward differences differ from the central
+    ones by :math:`(h/2)\,(H_{ii}(z) - H_{ii})`, the change of the Hessian's diagonal since it was
+    formed at ``H_at``, about :math:`(h/2) \sum_j T_{iij} (z - H_{at})_j` with the third derivatives
+    ``T`` measured there (``curv``: Richardson's correction or :func:`_third_along_path`, and
+    :func:`_mixed_third`). Twice that (a
+    margin for the terms left out; each third derivative widened by its rounding noise), ``e``, must
+    move the criterion by less than its rounding (``noise``) through a Newton step:
+    :math:`e' e / (2 \lambda_{min}(H)) \le` ``noise``. False whenever something it needs is missing: no
+    third derivatives, a Hessian formed elsewhere or updated since (``H`` None), a step ``h`` more than
+    twice or half the one they were measured with, or more than 1 % of a parameter.
+    """
+    if curv is None or H is None:
+        return False
+    zc, hc, T = curv
+    if np.any(h > 1e-2 * np.abs(z)):  # a step that is a good part of a parameter: Taylor's terms would not do
+        return False
+    if not 0.5 * hc <= h <= 2.0 * hc or np.any(zc != H_at) or not np.all(np.isfinite(T)):
+        return False
+    Tn = np.abs(T) + 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / h ** 3
+    return _negligible(h * (Tn @ np.abs(z - zc)), H, noise)
+
+
+def _negligible(t, H, noise) -> bool:
+    """Whether a gradient error ``t`` (shape ``(k,)``) moves the criterion by less than ``noise`` through a
+    Newton step: ``t' t / (2 lambda_min(H))`` at most ``noise``."""
+    try:
+        lam = np.linalg.eigvalsh(H)
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.all(np.isfinite(t)) and lam[0] > 0 and 0.5 * float(t @ t) / lam[0] <= noise)
+
+
+def _third_along_path(rough, z, h, H, T, fx, scale):
+    r"""Bounds on ``|f_iii|`` at ``z`` from two Hessians' diagonals, without evaluations; None where they
+    cannot be had.
+
+    ``rough = (x0, h0, d0)``: the forward-difference Hessian's diagonal formed at ``x0`` with step ``h0``
+    (:func:`_forward_derivs`; ``d0_i`` is the second difference centred at ``x0 + h0 e_i``);
+    ``H`` the central-difference Hessian at ``z`` and ``T`` the mixed third derivatives there
+    (:func:`_mixed_third`). Along :math:`\Delta = z - x_0 - h_0 e_i`,
+    :math:`H_{ii} - d_{0i} \approx f_{iii} \Delta_i + \sum_{j \ne i} T_{iij} \Delta_j`. The bound is three
+    times the estimate plus its rounding noise, divided by :math:`|\Delta_i|`; None when the path is
+    longer than 1 % of the parameters' scale (the fourth derivatives would count), the step ``h`` more than
+    1 % of a parameter, or something is missing.
+    """
+    if rough is None or T is None or np.any(h > 1e-2 * np.abs(z)):
+        return None
+    x0, h0, d0 = rough
+    k = len(z)
+    eps_f = np.finfo(float).eps * max(1.0, abs(fx))
+    Toff = np.where(np.eye(k, dtype=bool), 0.0, T)
+    if not np.all(np.isfinite(Toff)):
+        return None
+    out = np.empty(k)
+    for i in range(k):
+        d = z - x0
+        d[i] -= h0
+        if np.max(np.abs(d)) > 1e-2 * scale or d[i] == 0.0:
+            return None
+        rest = float(Toff[i] @ d)
+        est = (H[i, i] - d0[i] - rest) / d[i]
+        rnd = (8.0 * eps_f / h ** 2 + 8.0 * eps_f / h0 ** 2
+               + 10.0 * eps_f / h ** 3 * float(np.sum(np.abs(d)) - abs(d[i]))) / abs(d[i])
+        out[i] = 3.0 * abs(est) + rnd
+    return out
+
+
 def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True, fgrad=None, rough_start=False):
     """Newton steps on the free parameters with a finite-difference Hessian; derivatives at the end.
 
@@ -332,9 +423,19 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     allows: forward differences (``k`` evaluations) corrected by the
     Hessian's diagonal while the step they give is long (their error then
     moves it by far less than its size); else central differences (``2k``)
-    with Richardson's extrapolation from ``h`` and ``h/2`` removing their
-    ``h^2`` error (measured, ``2k`` more, and reused within 1 % of where it
-    was measured). Only a refined gradient ends the steps. The steps stop when the
+    with their ``h^2 f_iii / 6`` term removed by Richardson's extrapolation
+    from ``h / 2`` (``2k`` more), reused within 1 % of where it was
+    measured. Two economies, each taken only
+    where its error is shown to move the criterion by less than its rounding
+    through a Newton step (:func:`_negligible`): the term is not measured
+    where a bound on ``f_iii`` from the change of the Hessian's diagonal
+    since a forward-difference one (:func:`_third_along_path`) makes it
+    negligible; and near where a central-difference Hessian was formed, the
+    forward differences stand for the central ones (:func:`_forward_suffices`,
+    with the third derivatives of the Hessian's grid). A forward-difference
+    Hessian (Newton's method from the moment start) is formed again by
+    central differences as soon as the steps are short. Only a refined
+    gradient ends the steps. The steps stop when the
     next one would be negligible (below ``1e-10`` or below what the
     criterion's rounding noise can confirm); if the Hessian was formed
     farther than 0.1 % away, it is formed again at that point and the
@@ -362,6 +463,9 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             seen[key] = fc(xx)
         return seen[key]
 
+    def known(z):
+        return seen.get(np.asarray(z, dtype=float).tobytes())
+
     def gsub(z):
         if fgrad is None:
             return None
@@ -376,7 +480,11 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     H_rough = False  # H from forward differences (rough_start): formed again by central ones if judged far from it
     prev = None  # (z, gradient) of the last round, for BFGS's update of a reused Hessian
     H_at = z
-    corr = None  # Richardson's correction of the central gradient: (h, correction, where it was measured)
+    corr = None  # the h^2 term's correction of the central gradient: (h, correction, where, f_iii or a bound)
+    curv = None  # third derivatives where the Hessian was formed by central differences: (z, h, T)
+    H_pure = False  # H is the central-difference Hessian formed at H_at (no BFGS update since)
+    H_h = None  # the step H was formed with
+    rough = None  # (where, step, diagonal) of the forward-difference Hessian last replaced by a central one
     noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
         scale = max(1.0, float(np.max(np.abs(z))))
@@ -384,6 +492,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
         if np.any(z - h < lower[idx]) or np.any(z + h > upper[idx]):
             break
         fresh = H is None
+        central_H = False  # the Hessian formed at z by central differences in this round
         g = gsub(z)
         if g is not None and fresh:
             cols = [(gsub(z + e), gsub(z - e)) for e in np.eye(len(z)) * h]
@@ -402,10 +511,10 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             # Hessian's diagonal) or h^2 (central differences) moves the step by far less than its size.
             if fresh and rough_start and step_no == 0:
                 g_h, H = _forward_derivs(fsub, z, h, fx)  # k(k+3)/2 evaluations instead of 2k^2
-                kind, H_rough = "forward", True
+                kind, H_rough, H_at, H_h = "forward", True, z.copy(), h
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
-                kind = "central"
+                kind, central_H = "central", True
             elif newton and step_no < polish_steps:
                 g_h = (_forward_values(fsub, z, h) - fx) / h - 0.5 * h * np.diagonal(H)
                 kind = "forward"
@@ -425,28 +534,51 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 # evaluations beyond the gradient's (whose are memoised)
                 g_h, H = _forward_derivs(fsub, z, h, fx)
                 g = g_h + h2_term
-                H_rough, fresh, H_at = True, True, z.copy()
+                H_rough, fresh, H_at, H_h = True, True, z.copy(), h
             if long_step:
                 accurate = False
             else:
-                if (H_rough or (not fresh and newton)) and np.max(np.abs(z - H_at)) > 1e-3 * scale:
-                    # near the optimum with a Hessian formed far from it (and only updated since): form it
-                    # here (the differences along the axes are memoised), for Newton's quadratic steps
+                if H_rough or (not fresh and newton and np.max(np.abs(z - H_at)) > 1e-3 * scale):
+                    # near the optimum with a forward-difference Hessian, or one formed far from it (and only
+                    # updated since): form it here by central differences (those along the axes are memoised),
+                    # for Newton's quadratic steps and the third derivatives that judge the later gradients
+                    if H_rough:
+                        rough = (H_at.copy(), H_h, np.diagonal(H).copy())
                     g_h, H = deriv12(fsub, z, h, fx)
-                    fresh, H_rough = True, False
-                elif kind == "forward":  # the other side of the central differences (the + side is memoised)
-                    g_h = _central_gradient(fsub, z, h)
+                    fresh, H_rough, central_H = True, False, True
+                elif kind == "forward" and not (near_corr and _forward_suffices(
+                        curv, H if H_pure else None, H_at, z, h, fx, noise)):
+                    g_h = _central_gradient(fsub, z, h)  # the other side (the + side is memoised)
                 if near_corr:
                     # the h^2 term is a smooth function of theta: near where it was measured, it is the one
                     # measured, scaled to this h (the central differences alone, corrected by it)
                     g = g_h + h2_term
+                    if central_H:  # the third derivatives here (f_iii as they were found with the correction)
+                        T = _mixed_third(known, z, h)
+                        T[np.diag_indices(len(z))] = corr[3]
+                        curv = (z.copy(), h, T)
                 else:
-                    # Richardson extrapolation removes the h^2 term of the central differences: at h = 1e-4
-                    # it is ~1e-6 (the criterion's third derivative is large), enough to move theta by 1e-7
-                    g = (4.0 * _central_gradient(fsub, z, h / 2) - g_h) / 3.0
-                    corr = (h, g - g_h, z.copy())
+                    # Richardson's extrapolation removes the h^2 term of the central differences, h^2 f_iii / 6:
+                    # at h = 1e-4 it is ~1e-6 (the criterion's third derivative is large), enough to move
+                    # theta by 1e-8. (Third differences would take k evaluations instead of 2k, but their
+                    # error is of order h f'''' against Richardson's h^2: where h is a good part of a
+                    # parameter, as it is with badly scaled ones, that is the difference that counts.)
+                    T = _mixed_third(known, z, h) if central_H else None
+                    f3 = _third_along_path(rough, z, h, H, T, fx, scale) if central_H else None
+                    if f3 is not None and _negligible(h * h / 6.0 * f3, H, noise):
+                        # bounded by the change of the Hessian's diagonal since the forward-difference one
+                        # and found below the criterion's rounding: not measured, not applied
+                        g = g_h
+                        corr = (h, np.zeros_like(g), z.copy(), f3)
+                    else:
+                        g = (4.0 * _central_gradient(fsub, z, h / 2) - g_h) / 3.0
+                        f3 = -6.0 * (g - g_h) / h ** 2
+                        corr = (h, g - g_h, z.copy(), f3)
+                    if central_H:  # the third derivatives here, for judging later whether forward differences suffice
+                        T[np.diag_indices(len(z))] = f3
+                        curv = (z.copy(), h, T)
         if fresh:
-            H_at = z.copy()
+            H_at, H_pure, H_h = z.copy(), central_H, h
         elif prev is not None and np.all(np.isfinite(g)) and (
                 (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * scale):
             # BFGS's update of the reused Hessian with the change of the gradient along the last step:
@@ -456,6 +588,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             sy, Hs = float(sv @ yv), H @ (z - prev[0])
             if sy > 1e-12 * np.linalg.norm(sv) * np.linalg.norm(yv) and float(sv @ Hs) > 0:
                 H = H + np.outer(yv, yv) / sy - np.outer(Hs, Hs) / float(sv @ Hs)
+                H_pure = False
         prev = (z.copy(), g.copy(), accurate)
         derivs = {"x": x.copy(), "index": idx, "gradient": g, "hessian": H, "step": h, "settled": False}
         if not newton or step_no == polish_steps or not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
