@@ -15,6 +15,19 @@ from pathlib import Path
 DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
+def md_cell(text: str) -> str:
+    """``text`` for a Markdown table cell: ``|`` and ``*`` (as in ``service*dept``) escaped."""
+    return str(text).replace("|", "\\|").replace("*", "\\*")
+
+
+def markdown_table(rows):
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |",
+           "|" + "|".join("---" if c in ("case", "groups") else "---:" for c in cols) + "|"]
+    out += ["| " + " | ".join(md_cell(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
 def targets_markdown(d):
     lines = ["| case | target | measured | |", "|---|---|---:|---|"]
     for name, c in d["cases"].items():
@@ -29,7 +42,7 @@ def targets_markdown(d):
             else:
                 val = f"{v:.3g}"
             verdict = {True: "PASS", False: "**FAIL**", None: "not measured"}[t["pass"]]
-            lines.append(f"| {c['label'].replace('|', chr(92) + '|')} | {t['target'].replace('|', chr(92) + '|')} "
+            lines.append(f"| {md_cell(c['label'])} | {md_cell(t['target'])} "
                          f"| {val} | {verdict} |")
     return "\n".join(lines)
 
@@ -64,7 +77,7 @@ def evaluations_markdown(d):
     lines = ["| case | mmbook evaluations | lme4 evaluations |", "|---|---:|---:|"]
     for name, c in d["cases"].items():
         mm, r = c["mmbook"], c["lme4"]
-        lines.append(f"| {c['label'].replace('|', chr(92) + '|')} | {mm.get('nfev', '-')} | {r.get('feval', '-')} |")
+        lines.append(f"| {md_cell(c['label'])} | {mm.get('nfev', '-')} | {r.get('feval', '-')} |")
     return "\n".join(lines)
 
 
@@ -108,7 +121,7 @@ def main(argv=None):
     d = json.loads(path.read_text())
     loads = [v for c in d["cases"].values() for v in (c["loadavg_before"], c["loadavg_after"])]
     print("## results table\n")
-    print(d["table_markdown"])
+    print(markdown_table(d["table"]))
     print("\n## targets\n")
     print(targets_markdown(d))
     print("\n## machine\n")

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bench.datasets import CASES
+from bench.report import markdown_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -380,14 +381,6 @@ def format_table(rows):
                                for c in cols)
     return "\n".join([line({c: c for c in cols}), "  ".join("-" * width[c] for c in cols)]
                      + [line(r) for r in rows])
-
-
-def markdown_table(rows):
-    cols = list(rows[0])
-    out = ["| " + " | ".join(cols) + " |",
-           "|" + "|".join("---" if c in ("case", "groups") else "---:" for c in cols) + "|"]
-    out += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- figure
