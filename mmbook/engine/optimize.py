@@ -483,8 +483,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     corr = None  # the h^2 term's correction of the central gradient: (h, correction, where, f_iii or a bound)
     curv = None  # third derivatives where the Hessian was formed by central differences: (z, h, T)
     H_pure = False  # H is the central-difference Hessian formed at H_at (no BFGS update since)
-    H_h = None  # the step H was formed with
-    rough = None  # (where, step, diagonal) of the forward-difference Hessian last replaced by a central one
+    rough = None  # (where, step, diagonal) of the last forward-difference Hessian, as formed (before any update)
     noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
         scale = max(1.0, float(np.max(np.abs(z))))
@@ -511,7 +510,8 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             # Hessian's diagonal) or h^2 (central differences) moves the step by far less than its size.
             if fresh and rough_start and step_no == 0:
                 g_h, H = _forward_derivs(fsub, z, h, fx)  # k(k+3)/2 evaluations instead of 2k^2
-                kind, H_rough, H_at, H_h = "forward", True, z.copy(), h
+                kind, H_rough, H_at = "forward", True, z.copy()
+                rough = (z.copy(), h, np.diagonal(H).copy())
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
                 kind, central_H = "central", True
@@ -534,7 +534,8 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                 # evaluations beyond the gradient's (whose are memoised)
                 g_h, H = _forward_derivs(fsub, z, h, fx)
                 g = g_h + h2_term
-                H_rough, fresh, H_at, H_h = True, True, z.copy(), h
+                H_rough, fresh, H_at = True, True, z.copy()
+                rough = (z.copy(), h, np.diagonal(H).copy())
             if long_step:
                 accurate = False
             else:
@@ -542,8 +543,6 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                     # near the optimum with a forward-difference Hessian, or one formed far from it (and only
                     # updated since): form it here by central differences (those along the axes are memoised),
                     # for Newton's quadratic steps and the third derivatives that judge the later gradients
-                    if H_rough:
-                        rough = (H_at.copy(), H_h, np.diagonal(H).copy())
                     g_h, H = deriv12(fsub, z, h, fx)
                     fresh, H_rough, central_H = True, False, True
                 elif kind == "forward" and not (near_corr and _forward_suffices(
@@ -578,7 +577,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                         T[np.diag_indices(len(z))] = f3
                         curv = (z.copy(), h, T)
         if fresh:
-            H_at, H_pure, H_h = z.copy(), central_H, h
+            H_at, H_pure = z.copy(), central_H
         elif prev is not None and np.all(np.isfinite(g)) and (
                 (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * scale):
             # BFGS's update of the reused Hessian with the change of the gradient along the last step:
