@@ -160,3 +160,22 @@ def test_transformations_that_learn_from_all_rows_are_refused():
         mmbook.lmer("y ~ scale(x) + (1 | g)", ddf)
     with pytest.raises(NotImplementedError, match="weights"):
         mmbook.lmer("y ~ x + (1 | g)", ddf, weights="x")
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | g) + (1 | h)", "y ~ 0 + (1 | g) + (1 | h)"])
+def test_moment_start_from_sums_is_the_pandas_one(formula, monkeypatch):
+    """The Dask path's moment start (from the summed cross-products) is the in-memory one, with and
+    without fixed effects (without them the level means are those of y less its mean)."""
+    from mmbook.engine.bigdata import SummedPLS
+    from mmbook.engine.pls import PLS
+    starts = {}
+    for cls in (PLS, SummedPLS):
+        def spy(self, _orig=cls.moment_start, _name=cls.__name__):
+            starts[_name] = _orig(self)
+            return starts[_name]
+        monkeypatch.setattr(cls, "moment_start", spy)
+    d = data(seed=5)
+    d["y"] = d["y"] + 3.0  # a mean far from 0: the centring counts
+    mmbook.lmer(formula, d)
+    mmbook.lmer(formula, dd.from_pandas(d, npartitions=3))
+    np.testing.assert_allclose(starts["SummedPLS"], starts["PLS"], rtol=1e-10)

@@ -492,6 +492,8 @@ class SummedPLS(PLS):
         total_sum = sums[icpt[0]].sum()
         total = rr / n - (total_sum / n) ** 2
         means = {k: sums[k] / counts[k] for k in icpt}
+        if not p:  # without X the residuals are y less its mean, as PLS takes them
+            means = {k: m - total_sum / n for k, m in means.items()}
         return moment_theta(theta, self.theta_offsets, total, counts, means, self.moment_cross(icpt), self.p)
 
 
