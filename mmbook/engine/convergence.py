@@ -2,7 +2,8 @@
 
 At the optimum ``theta^`` of the profiled criterion ``d(theta)``, with the
 finite-difference gradient ``g`` and Hessian ``H`` (lme4's ``deriv12``,
-central differences with step ``1e-4``):
+central differences with step ``1e-4``; mmbook's step is ``1e-4`` relative
+for a parameter beyond 1, each parameter its own):
 
 * **singular fit** (a diagonal element of ``T`` below ``singular_tol``):
   lme4 skips the other checks; mmbook checks the gradient over the
@@ -104,15 +105,16 @@ class Convergence:
 
 
 def _deriv_diag(f, x, h, f0):
-    """Central-difference gradient and the Hessian's diagonal, ``2k`` evaluations."""
+    """Central-difference gradient and the Hessian's diagonal, ``2k`` evaluations (``h``: one step per coordinate)."""
     k = len(x)
+    h = np.broadcast_to(np.asarray(h, dtype=float), (k,))
     g, d = np.empty(k), np.empty(k)
     for i in range(k):
         e = np.zeros(k)
-        e[i] = h
+        e[i] = h[i]
         fp, fm = f(x + e), f(x - e)
-        g[i] = (fp - fm) / (2 * h)
-        d[i] = (fp - 2 * f0 + fm) / h ** 2
+        g[i] = (fp - fm) / (2 * h[i])
+        d[i] = (fp - 2 * f0 + fm) / h[i] ** 2
     return g, d
 
 
@@ -169,11 +171,11 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
     else:
         f0 = f(par) if fun is None else fun
         z = par[idx]
-        h = 1e-4 * max(1.0, float(np.max(np.abs(z))))
-        # keep the difference points inside the bounds
+        # one step per parameter, lme4's 1e-4 (relative beyond 1), kept inside the bounds: a step set
+        # by the largest parameter would be most of a small one, and the differences would measure
+        # the criterion's curvature across it rather than its slope
         room = np.minimum(z - lower[idx], upper[idx] - z)
-        if np.any(room < h):
-            h = max(float(room.min()), 1e-8)
+        h = np.maximum(np.minimum(1e-4 * np.maximum(1.0, np.abs(z)), room), 1e-8)
 
         def fsub(v):
             x = par.copy()
@@ -184,7 +186,8 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
             with np.errstate(all="ignore"):
                 g, H = deriv12(fsub, z, h, f0)
             diag = None
-            out.note = f"central differences (step {h:.1e}), {2 * len(idx) ** 2} evaluations"
+            steps = f"{h.min():.1e}" if h.min() == h.max() else f"{h.min():.1e} to {h.max():.1e}"
+            out.note = f"central differences (step {steps}), {2 * len(idx) ** 2} evaluations"
         else:
             with np.errstate(all="ignore"):
                 g, diag = _deriv_diag(fsub, z, h, f0)
@@ -223,7 +226,8 @@ def check_conv(f, par, lower, *, fun=None, derivs=None, upper=None, singular_tol
         # a central second difference with step h carries rounding noise of ~eps |f| / h^2 per
         # entry; an eigenvalue within (10 times) that of zero is zero, not negative
         f0 = fun if fun is not None else f(par)
-        noise = 10.0 * np.finfo(float).eps * max(1.0, abs(f0)) / h ** 2 if np.isfinite(f0) else 0.0
+        # (per entry H_ij with steps h_i, h_j: the smallest step gives the largest noise)
+        noise = 10.0 * np.finfo(float).eps * max(1.0, abs(f0)) / float(np.min(h)) ** 2 if np.isfinite(f0) else 0.0
         code, messages, ev = _check_hess(H, hess_tol, zero_tol=max(hess_tol, noise))
         out.hessian_eigenvalues = ev
         if code != 0:

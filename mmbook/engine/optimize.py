@@ -137,64 +137,66 @@ def _gradient(f, x, lower, h, f0=None, upper=None, central=True):
     return g
 
 
+def _steps(h, k) -> np.ndarray:
+    """The difference steps, one per coordinate (a scalar ``h`` serves all ``k``)."""
+    return np.broadcast_to(np.asarray(h, dtype=float), (k,))
+
+
 def _forward_values(f, x, h):
-    """``f(x + h e_i)`` for every coordinate ``i`` (``k`` evaluations)."""
-    out = np.empty(len(x))
-    for i in range(len(x)):
-        e = np.zeros(len(x))
-        e[i] = h
-        out[i] = f(x + e)
-    return out
+    """``f(x + h_i e_i)`` for every coordinate ``i`` (``k`` evaluations)."""
+    E = np.diag(_steps(h, len(x)))
+    return np.array([f(x + E[i]) for i in range(len(x))])
 
 
 def _forward_derivs(f, x, h, f0):
     """Forward-difference gradient and Hessian: ``k(k+3)/2`` evaluations (5 for ``k = 2``).
 
-    ``H_ii`` from ``f(x + 2h e_i)``, ``f(x + h e_i)`` and ``f(x)``; ``H_ij`` from the corner
-    ``f(x + h e_i + h e_j)``; the gradient from ``f(x + h e_i)``, corrected by ``h H_ii / 2``.
+    ``H_ii`` from ``f(x + 2h_i e_i)``, ``f(x + h_i e_i)`` and ``f(x)``; ``H_ij`` from the corner
+    ``f(x + h_i e_i + h_j e_j)``; the gradient from ``f(x + h_i e_i)``, corrected by ``h_i H_ii / 2``.
     Errors of order ``h`` (the Hessian) and ``h^2`` (the gradient): rough, for a first Newton step
-    from a start far from the optimum, never for judging convergence.
+    from a start far from the optimum, never for judging convergence. ``h``: one step, or one per
+    coordinate.
     """
     k = len(x)
-    E = np.eye(k) * h
+    h = _steps(h, k)
+    E = np.diag(h)
     f1 = np.array([f(x + E[i]) for i in range(k)])
     f2 = np.array([f(x + 2 * E[i]) for i in range(k)])
     H = np.empty((k, k))
     for i in range(k):
-        H[i, i] = (f2[i] - 2 * f1[i] + f0) / h ** 2
+        H[i, i] = (f2[i] - 2 * f1[i] + f0) / h[i] ** 2
         for j in range(i):
-            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f1[i] - f1[j] + f0) / h ** 2
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f1[i] - f1[j] + f0) / (h[i] * h[j])
     g = (f1 - f0) / h - 0.5 * h * np.diagonal(H)
     return g, H
 
 
 def _central_gradient(f, x, h):
-    """Central-difference gradient with step ``h`` (``2k`` evaluations)."""
-    g = np.empty(len(x))
-    for i in range(len(x)):
-        e = np.zeros(len(x))
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+    """Central-difference gradient with step ``h`` (one, or one per coordinate; ``2k`` evaluations)."""
+    h = _steps(h, len(x))
+    E = np.diag(h)
+    return np.array([(f(x + E[i]) - f(x - E[i])) / (2 * h[i]) for i in range(len(x))])
 
 
 def deriv12(f, x, h, f0):
-    """Central-difference gradient and Hessian (lme4's ``deriv12``), ``2k^2`` evaluations."""
+    """Central-difference gradient and Hessian (lme4's ``deriv12``), ``2k^2`` evaluations.
+
+    ``h`` is one step for every coordinate (lme4's ``delta``) or one per coordinate, shape ``(k,)``.
+    """
     k = len(x)
+    h = _steps(h, k)
+    E = np.diag(h)
     H = np.empty((k, k))
     fp = np.empty(k)
     fm = np.empty(k)
     for i in range(k):
-        e = np.zeros(k)
-        e[i] = h
-        fp[i], fm[i] = f(x + e), f(x - e)
-        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h ** 2
+        fp[i], fm[i] = f(x + E[i]), f(x - E[i])
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
     for i in range(k):
         for j in range(i):
-            ei = np.zeros(k)
-            ej = np.zeros(k)
-            ei[i] = ej[j] = h
-            H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h * h)
+            ei, ej = E[i], E[j]
+            H[i, j] = H[j, i] = ((f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej))
+                                 / (4 * h[i] * h[j]))
     g = (fp - fm) / (2 * h)
     return g, H
 
@@ -205,18 +207,19 @@ def _mixed_third(known, x, h):
     or None); NaN where a point is missing, and on the diagonal.
     """
     k = len(x)
-    E = np.eye(k) * h
+    h = _steps(h, k)
+    E = np.diag(h)
     T = np.full((k, k), np.nan)
     for i in range(k):
         for j in range(k):
             if i == j:
                 continue
             side = []
-            for s in (1.0, -1.0):
-                v = [known(x + E[i] + s * E[j]), known(x + s * E[j]), known(x - E[i] + s * E[j])]
-                side.append(None if any(a is None for a in v) else (v[0] - 2 * v[1] + v[2]) / h ** 2)
+            for s in (E[j], -E[j]):
+                v = [known(x + E[i] + s), known(x + s), known(x - E[i] + s)]
+                side.append(None if any(a is None for a in v) else (v[0] - 2 * v[1] + v[2]) / h[i] ** 2)
             if side[0] is not None and side[1] is not None:
-                T[i, j] = (side[0] - side[1]) / (2 * h)
+                T[i, j] = (side[0] - side[1]) / (2 * h[j])
     return T
 
 
@@ -356,11 +359,13 @@ def _forward_suffices(curv, H, H_at, z, h, fx, noise) -> bool:
     if curv is None or H is None:
         return False
     zc, hc, T = curv
+    h, hc = _steps(h, len(z)), _steps(hc, len(z))
     if np.any(h > 1e-2 * np.abs(z)):  # a step that is a good part of a parameter: Taylor's terms would not do
         return False
-    if not 0.5 * hc <= h <= 2.0 * hc or np.any(zc != H_at) or not np.all(np.isfinite(T)):
+    if np.any(h < 0.5 * hc) or np.any(h > 2.0 * hc) or np.any(zc != H_at) or not np.all(np.isfinite(T)):
         return False
-    Tn = np.abs(T) + 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / h ** 3
+    # each T[i, j] widened by its rounding noise, that of a second difference in i differenced along j
+    Tn = np.abs(T) + 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / (h[:, None] ** 2 * h[None, :])
     return _negligible(h * (Tn @ np.abs(z - zc)), H, noise)
 
 
@@ -374,7 +379,7 @@ def _negligible(t, H, noise) -> bool:
     return bool(np.all(np.isfinite(t)) and lam[0] > 0 and 0.5 * float(t @ t) / lam[0] <= noise)
 
 
-def _third_along_path(rough, z, h, H, T, fx, scale):
+def _third_along_path(rough, z, h, H, T, fx, sc):
     r"""Bounds on ``|f_iii|`` at ``z`` from two Hessians' diagonals, without evaluations; None where they
     cannot be had.
 
@@ -384,13 +389,14 @@ def _third_along_path(rough, z, h, H, T, fx, scale):
     (:func:`_mixed_third`). Along :math:`\Delta = z - x_0 - h_0 e_i`,
     :math:`H_{ii} - d_{0i} \approx f_{iii} \Delta_i + \sum_{j \ne i} T_{iij} \Delta_j`. The bound is three
     times the estimate plus its rounding noise, divided by :math:`|\Delta_i|`; None when the path is
-    longer than 1 % of the parameters' scale (the fourth derivatives would count), the step ``h`` more than
-    1 % of a parameter, or something is missing.
+    longer than 1 % of a parameter's scale ``sc`` (the fourth derivatives would count), a step ``h_i``
+    more than 1 % of its parameter, or something is missing.
     """
     if rough is None or T is None or np.any(h > 1e-2 * np.abs(z)):
         return None
     x0, h0, d0 = rough
     k = len(z)
+    h, h0 = _steps(h, k), _steps(h0, k)
     eps_f = np.finfo(float).eps * max(1.0, abs(fx))
     Toff = np.where(np.eye(k, dtype=bool), 0.0, T)
     if not np.all(np.isfinite(Toff)):
@@ -398,13 +404,15 @@ def _third_along_path(rough, z, h, H, T, fx, scale):
     out = np.empty(k)
     for i in range(k):
         d = z - x0
-        d[i] -= h0
-        if np.max(np.abs(d)) > 1e-2 * scale or d[i] == 0.0:
+        d[i] -= h0[i]
+        if np.max(np.abs(d) / sc) > 1e-2 or d[i] == 0.0:
             return None
         rest = float(Toff[i] @ d)
         est = (H[i, i] - d0[i] - rest) / d[i]
-        rnd = (8.0 * eps_f / h ** 2 + 8.0 * eps_f / h0 ** 2
-               + 10.0 * eps_f / h ** 3 * float(np.sum(np.abs(d)) - abs(d[i]))) / abs(d[i])
+        others = np.abs(d) / h
+        others[i] = 0.0
+        rnd = (8.0 * eps_f / h[i] ** 2 + 8.0 * eps_f / h0[i] ** 2
+               + 10.0 * eps_f / h[i] ** 2 * float(np.sum(others))) / abs(d[i])
         out[i] = 3.0 * abs(est) + rnd
     return out
 
@@ -486,8 +494,10 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
     rough = None  # (where, step, diagonal) of the last forward-difference Hessian, as formed (before any update)
     noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx))  # what a change of the criterion must exceed
     for step_no in range(polish_steps + 1):
-        scale = max(1.0, float(np.max(np.abs(z))))
-        h = 1e-4 * scale
+        # each parameter's own scale and step (lme4's 1e-4, relative beyond 1): a small parameter next
+        # to a large one keeps a step that is small beside it
+        sc = np.maximum(1.0, np.abs(z))
+        h = 1e-4 * sc
         if np.any(z - h < lower[idx]) or np.any(z + h > upper[idx]):
             break
         fresh = H is None
@@ -501,7 +511,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             else:
                 g = None
         accurate = True  # g from central differences (or exact) with the h^2 term removed
-        near_corr = corr is not None and np.max(np.abs(z - corr[2])) <= 1e-2 * scale
+        near_corr = corr is not None and np.max(np.abs(z - corr[2]) / sc) <= 1e-2
         # Richardson's correction measured nearby, scaled to this h (0 where there is none)
         h2_term = corr[1] * (h / corr[0]) ** 2 if near_corr else 0.0
         if g is None:
@@ -511,7 +521,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             if fresh and rough_start and step_no == 0:
                 g_h, H = _forward_derivs(fsub, z, h, fx)  # k(k+3)/2 evaluations instead of 2k^2
                 kind, H_rough, H_at = "forward", True, z.copy()
-                rough = (z.copy(), h, np.diagonal(H).copy())
+                rough = (z.copy(), h.copy(), np.diagonal(H).copy())
             elif fresh:
                 g_h, H = deriv12(fsub, z, h, fx)
                 kind, central_H = "central", True
@@ -525,21 +535,21 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             if newton and step_no < polish_steps and np.all(np.isfinite(g)):
                 try:  # (a Hessian that is not positive definite ends the steps: judged on the refined g)
                     long_step = bool(np.all(np.linalg.eigvalsh(H) > 0)
-                                     and np.max(np.abs(np.linalg.solve(H, g))) > 1e-4 * scale)
+                                     and np.max(np.abs(np.linalg.solve(H, g)) / sc) > 1e-4)
                 except np.linalg.LinAlgError:
                     long_step = False
-            if long_step and rough_start and np.max(np.abs(z - H_at)) > 1e-3 * scale:
+            if long_step and rough_start and np.max(np.abs(z - H_at) / sc) > 1e-3:
                 # Newton's method with a long step to take, far from where its Hessian was formed: a step
                 # from a Hessian 1 % off leaves 1 % of it to go; forming it again here costs k(k+1)/2
                 # evaluations beyond the gradient's (whose are memoised)
                 g_h, H = _forward_derivs(fsub, z, h, fx)
                 g = g_h + h2_term
                 H_rough, fresh, H_at = True, True, z.copy()
-                rough = (z.copy(), h, np.diagonal(H).copy())
+                rough = (z.copy(), h.copy(), np.diagonal(H).copy())
             if long_step:
                 accurate = False
             else:
-                if H_rough or (not fresh and newton and np.max(np.abs(z - H_at)) > 1e-3 * scale):
+                if H_rough or (not fresh and newton and np.max(np.abs(z - H_at) / sc) > 1e-3):
                     # near the optimum with a forward-difference Hessian, or one formed far from it (and only
                     # updated since): form it here by central differences (those along the axes are memoised),
                     # for Newton's quadratic steps and the third derivatives that judge the later gradients
@@ -563,7 +573,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
                     # error is of order h f'''' against Richardson's h^2: where h is a good part of a
                     # parameter, as it is with badly scaled ones, that is the difference that counts.)
                     T = _mixed_third(known, z, h) if central_H else None
-                    f3 = _third_along_path(rough, z, h, H, T, fx, scale) if central_H else None
+                    f3 = _third_along_path(rough, z, h, H, T, fx, sc) if central_H else None
                     if f3 is not None and _negligible(h * h / 6.0 * f3, H, noise):
                         # bounded by the change of the Hessian's diagonal since the forward-difference one
                         # and found below the criterion's rounding: not measured, not applied
@@ -579,7 +589,7 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
         if fresh:
             H_at, H_pure = z.copy(), central_H
         elif prev is not None and np.all(np.isfinite(g)) and (
-                (accurate and prev[2]) or np.max(np.abs(z - prev[0])) > 1e-3 * scale):
+                (accurate and prev[2]) or np.max(np.abs(z - prev[0]) / sc) > 1e-3):
             # BFGS's update of the reused Hessian with the change of the gradient along the last step:
             # superlinear convergence from a start where the first Hessian was far from the optimum's
             # (a forward estimate's error would swamp the change along a short step: not used then)
@@ -598,17 +608,17 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             break
-        if np.max(np.abs(step)) <= 1e-10 * scale or 0.5 * float(g @ step) <= noise:
+        if np.max(np.abs(step) / sc) <= 1e-10 or 0.5 * float(g @ step) <= noise:
             # nothing left that the criterion can confirm: the derivatives describe this point, a
             # minimum (positive definite Hessian, Newton decrement below the criterion's rounding)
-            if np.max(np.abs(z - H_at)) > 1e-3 * scale and step_no < polish_steps:
+            if np.max(np.abs(z - H_at) / sc) > 1e-3 and step_no < polish_steps:
                 H = None  # the Hessian was formed (and updated) elsewhere: form it here, then judge again
                 continue
             derivs["settled"] = True
             break
         # near the optimum the criterion's change is below its rounding noise (~1e-15 relative):
         # a short Newton step from an accurate gradient is then trusted over the comparison
-        slack = noise if np.max(np.abs(step)) < 1e-4 else 0.0
+        slack = noise if np.max(np.abs(step) / sc) < 1e-4 else 0.0
         for t in (1.0, 0.5, 0.25):  # backtracking where the criterion is far from quadratic
             znew = np.minimum(np.maximum(z - t * step, lower[idx]), upper[idx])
             fnew = fsub(znew)
@@ -829,7 +839,7 @@ def _down_the_saddle(fc, x, fx, lower, upper, derivs, tol=1e-6):
         w, V = np.linalg.eigh(derivs["hessian"])
     except np.linalg.LinAlgError:
         return None
-    noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / derivs["step"] ** 2  # of a second difference
+    noise = 10.0 * np.finfo(float).eps * max(1.0, abs(fx)) / np.min(derivs["step"]) ** 2  # a second difference's
     if not w[0] < -max(tol, noise):
         return None
     v = np.zeros_like(x)
