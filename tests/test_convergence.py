@@ -360,3 +360,19 @@ def test_a_small_parameter_beside_a_large_one_gets_its_own_step():
     assert c.max_grad < 2e-3 and not any("failed to converge" in m for m in c.messages)
     assert fit.objective <= -18240.1581781043 + 1e-6
     np.testing.assert_allclose(fit.theta, [398.3948, 0.04716], rtol=1e-3)
+
+
+def test_hessian_from_exact_gradients_divides_each_column_by_its_own_step():
+    # with an exact gradient the polish forms H from central differences of gradients; parameters
+    # 50 and 0.5 have steps 5e-3 and 1e-4, and column i must be divided by step i (a quadratic's
+    # Hessian is then recovered exactly)
+    H = np.array([[2.0, 0.3], [0.3, 1.0]])
+    opt = np.array([50.0, 0.5])
+
+    def fgrad(x):
+        d = x - opt
+        return float(0.5 * d @ H @ d), H @ d
+    r = minimize_theta(lambda x: fgrad(x)[0], np.array([49.0, 0.8]), np.array([0.0, 0.0]), fgrad=fgrad)
+    np.testing.assert_allclose(r.theta, opt, atol=1e-6)
+    np.testing.assert_allclose(r.derivs["hessian"], H, rtol=1e-6)
+    np.testing.assert_allclose(r.derivs["step"], [5e-3, 1e-4], rtol=1e-6)

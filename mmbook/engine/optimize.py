@@ -504,9 +504,10 @@ def _polish(fc, x, fx, lower, upper, *, boundary_tol, polish_steps, newton=True,
         central_H = False  # the Hessian formed at z by central differences in this round
         g = gsub(z)
         if g is not None and fresh:
-            cols = [(gsub(z + e), gsub(z - e)) for e in np.eye(len(z)) * h]
+            cols = [(gsub(z + e), gsub(z - e)) for e in np.diag(h)]
             if all(a is not None and b is not None for a, b in cols):
-                H = np.column_stack([(a - b) / (2 * h) for a, b in cols])
+                # column i: the change of the gradient along axis i, over that axis's own step
+                H = np.column_stack([(a - b) / (2 * hi) for (a, b), hi in zip(cols, h)])
                 H = 0.5 * (H + H.T)
             else:
                 g = None
