@@ -657,17 +657,18 @@ class PLS:
                 np.multiply(self.Ar1, k[None, :], out=B[:Qr])
                 B[Qr:] = W1[0]
                 BBt = sla.blas.dsyrk(1.0, B.T, trans=1, lower=1)
-                hit = self._first_products.put(key, (BBt[:Qr, :Qr], BBt[Qr:, :Qr].T), BBt.nbytes)
-            elif self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
-                M, indices, indptr = self._gram
-                G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
+                value, nbytes = (BBt[:Qr, :Qr], BBt[Qr:, :Qr].T), BBt.nbytes
             else:
-                Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
-                                    self.Ar1.indptr), shape=self.Ar1.shape)
-                G = (Ak @ Ak.T).toarray()
-            if hit is None:
+                if self._gram is not None:  # values of the fixed sparsity pattern: one mat-vec
+                    M, indices, indptr = self._gram
+                    G = sp.csr_matrix((M @ (k * k), indices, indptr), shape=(self.Qr, self.Qr)).toarray()
+                else:
+                    Ak = sp.csr_matrix((self.Ar1.data * k[self.Ar1.indices], self.Ar1.indices,
+                                        self.Ar1.indptr), shape=self.Ar1.shape)
+                    G = (Ak @ Ak.T).toarray()
                 LW = np.asarray(self.Ar1 @ (k[:, None] * W1[0].T))
-                hit = self._first_products.put(key, (G, LW), G.nbytes + LW.nbytes)
+                value, nbytes = (G, LW), G.nbytes + LW.nbytes
+            hit = self._first_products.put(key, value, nbytes)
         G, LW = hit
         Qr, r = self.Qr, self.p + 1
         S = np.empty((Qr + r, Qr + r))
